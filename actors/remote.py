@@ -1,0 +1,58 @@
+"""The one place that turns plain classes into Ray actors.
+
+It decides names, the Ray namespace, lifetime, restarts and concurrency, so the rest of
+the code base never imports ray and unit tests can run without it. Every actor is named
+``aiops-*`` in namespace ``aiops``, detached (it outlives the process that created it),
+and restarted forever by Ray; idempotent methods are retried across restarts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from actors.rule_engine import RuleEngine
+from config.settings import Settings
+
+NAMESPACE = "aiops"
+RULE_ENGINE = "aiops-rules"
+
+_COMMON: dict[str, Any] = {
+    "namespace": NAMESPACE,
+    "lifetime": "detached",
+    "max_restarts": -1,
+    "max_task_retries": -1,
+    "get_if_exists": True,
+    "num_cpus": 0,
+}
+
+
+def rule_engine(settings: Settings, rules_path: str | None = None) -> Any:
+    """Handle to ``aiops-rules``, created on first use."""
+    cls = ray.remote(RuleEngine)
+    return cls.options(name=RULE_ENGINE, max_concurrency=64, **_COMMON).remote(settings, rules_path)
+
+
+def existing(name: str) -> Any | None:
+    try:
+        return ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return None
+
+
+def actor_names() -> list[str]:
+    """Named aiops actors alive in the cluster."""
+    return sorted(
+        entry["name"]
+        for entry in ray.util.list_named_actors(all_namespaces=True)
+        if entry.get("namespace") == NAMESPACE
+    )
+
+
+def kill(name: str, *, restart: bool = True) -> bool:
+    handle = existing(name)
+    if handle is None:
+        return False
+    ray.kill(handle, no_restart=not restart)
+    return True

@@ -1,0 +1,225 @@
+"""The ``aiops`` command line.
+
+Every sub-command turns errors of our taxonomy into a one-line message and an exit code
+(1 for problems found, 2 for usage or configuration errors), so scripts can rely on it.
+This is the only module allowed to call ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from config.loader import check_file, default_playbooks_dir, default_rules_path, load_rules
+from config.settings import Settings
+from core.errors import AiopsError, ConfigError
+from core.models import Fingerprint, ObjectRef, Severity, Signal, SignalSource
+from core.rules import parse_duration
+
+REPO_SERVE_CONFIG = Path(__file__).resolve().parent.parent / "serve_config.yaml"
+
+
+def _default_config_files() -> list[Path]:
+    files = [default_rules_path()]
+    playbooks = default_playbooks_dir()
+    if playbooks.is_dir():
+        files.extend(sorted(playbooks.glob("*.yaml")))
+    return files
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    files = [Path(f) for f in args.files] or _default_config_files()
+    total = 0
+    for file in files:
+        problems = check_file(file)
+        total += len(problems)
+        if problems:
+            for problem in problems:
+                print(f"error: {problem}", file=sys.stderr)
+        else:
+            print(f"ok: {file}")
+    if total:
+        print(f"{total} problem(s) in {len(files)} file(s)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parse_labels(pairs: Sequence[str]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"invalid label {pair!r}: expected name=value")
+        labels[name] = value
+    return labels
+
+
+def cmd_config_test_rules(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    rules = load_rules(args.rules)
+    labels = _parse_labels(args.labels)
+    kind = labels.get("kind")
+    obj = ObjectRef(kind=kind, name=labels.get(kind.lower(), "?"), namespace=labels.get("namespace")) if kind else None
+    signal = Signal(
+        source=SignalSource(labels.pop("source", "alertmanager")),
+        reason=labels.get("reason") or labels.get("alertname", "Unknown"),
+        severity=Severity.parse(labels.get("severity")),
+        labels=labels,
+        object=obj,
+        node=labels.get("node"),
+        observed_at=datetime.now(UTC),
+        fingerprint=Fingerprint("test-rules"),
+    )
+    decision = rules.evaluate(signal)
+    result = {
+        "matched": list(decision.matched),
+        "rule": decision.rule_name,
+        "severity": decision.severity.value,
+        "group_key": decision.group_key,
+        "playbook": decision.playbook,
+        "notify": list(decision.notify),
+        "drop": decision.drop,
+    }
+    if args.output == "json":
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key:10} {value}")
+    return 0
+
+
+def _ensure_tokens(settings: Settings) -> dict[str, str]:
+    """Generate webhook/API tokens that are unset, keep them in the data dir (0600)."""
+    path = settings.data_dir / "tokens.json"
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    changed = False
+    for name in ("ALERTMANAGER_TOKEN", "OPS_API_TOKEN"):
+        if os.environ.get(name):
+            continue
+        if name not in stored:
+            stored[name] = secrets.token_urlsafe(24)
+            changed = True
+        os.environ[name] = stored[name]
+    if changed:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stored, indent=2))
+        path.chmod(0o600)
+    return stored
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from actors.stores import resolve_urls
+
+    settings = Settings.from_env()
+    print("• preparing PostgreSQL and Redis ...", flush=True)
+    database_url, redis_url = resolve_urls(settings)
+    os.environ.setdefault("DATABASE_URL", database_url)
+    os.environ.setdefault("REDIS_URL", redis_url)
+    tokens = _ensure_tokens(settings)
+    ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    serve_bin = shutil.which("serve") or str(Path(sys.executable).parent / "serve")
+    status = subprocess.run([ray_bin, "status"], capture_output=True, text=True, check=False)  # noqa: S603
+    if status.returncode != 0:
+        print("• starting Ray head ...", flush=True)
+        subprocess.run(  # noqa: S603
+            [
+                ray_bin,
+                "start",
+                "--head",
+                f"--num-cpus={args.num_cpus}",
+                "--dashboard-host=127.0.0.1",
+                "--include-dashboard=true",
+                "--disable-usage-stats",
+            ],
+            check=True,
+        )
+    else:
+        print("• joining the running Ray cluster", flush=True)
+    print("• deploying serve_config.yaml ...", flush=True)
+    subprocess.run([serve_bin, "deploy", str(args.config)], check=True)  # noqa: S603
+    print(f"\nray-aiops is up.\n  API:            http://{settings.http_host}:{settings.http_port}/health")
+    print(f"  Alertmanager:   http://{settings.http_host}:{settings.http_port}/api/alert/webhook")
+    print("  Ray dashboard:  http://127.0.0.1:8265")
+    if tokens:
+        print(f"  tokens:         {settings.data_dir / 'tokens.json'} (generated, mode 0600)")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from adapters.embedded import stop_embedded
+
+    settings = Settings.from_env()
+    serve_bin = shutil.which("serve") or str(Path(sys.executable).parent / "serve")
+    ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    subprocess.run([serve_bin, "shutdown", "-y"], check=False)  # noqa: S603
+    subprocess.run([ray_bin, "stop"], check=False)  # noqa: S603
+    if not args.keep_data_services:
+        stopped = stop_embedded(settings.data_dir)
+        if stopped:
+            print("stopped embedded " + ", ".join(stopped))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from deployments.demo import run_demo
+
+    return run_demo(port=args.port, keep=args.keep, data_dir=args.data_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aiops", description="AIOps for Kubernetes on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    config = sub.add_parser("config", help="check and try configuration files")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate rules and playbook files")
+    check.add_argument("files", nargs="*", help="files to check (default: the shipped rules and playbooks)")
+    check.set_defaults(func=cmd_config_check)
+    test_rules = config_sub.add_parser("test-rules", help="show which rules match a label set")
+    test_rules.add_argument("--labels", nargs="+", required=True, metavar="K=V")
+    test_rules.add_argument("--rules", default=None, help="rules file (default: shipped rules)")
+    test_rules.add_argument("--output", choices=["table", "json"], default="table")
+    test_rules.set_defaults(func=cmd_config_test_rules)
+
+    up = sub.add_parser("up", help="start or join Ray, migrate, serve deploy the config")
+    up.add_argument("--config", default=str(REPO_SERVE_CONFIG), help="serve config (default: serve_config.yaml)")
+    up.add_argument("--num-cpus", type=int, default=2)
+    up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", help="stop Serve, Ray and the embedded stores")
+    down.add_argument("--keep-data-services", action="store_true", help="leave embedded Postgres/Redis running")
+    down.set_defaults(func=cmd_down)
+
+    demo = sub.add_parser("demo", help="run the whole loop locally on embedded defaults")
+    demo.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")
+    demo.add_argument("--keep", action="store_true", help="stay up after the scripted run until Ctrl-C")
+    demo.add_argument("--data-dir", default=None, help="data directory (default: AIOPS_DATA_DIR or ~/.local/share)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = int(args.func(args))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
+    except AiopsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+__all__ = ["build_parser", "main", "parse_duration"]

@@ -1,0 +1,148 @@
+"""Serve app ``ops``: health, readiness, metrics and the incident API.
+
+``/health`` reports each subsystem (Ray actors, PostgreSQL, Redis) with latency and the
+error text, and never fails itself: a monitoring endpoint that 500s when Redis is down
+tells the operator nothing. ``/ready`` is the gate for load balancers (503 until the
+stores and the rule engine answer). ``/api/*`` needs ``OPS_API_TOKEN``.
+"""
+
+# No "from __future__ import annotations": FastAPI must see real types on route methods.
+
+import asyncio
+import time
+from typing import Any
+
+import ray
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from ray import serve
+
+from actors import remote
+from actors.stores import Stores
+from adapters.metrics import IngressMetrics
+from config.settings import Settings
+from core.errors import AiopsError, NotFound, TemporaryError
+from deployments.http import check_token, error_response
+
+api = FastAPI(title="ray-aiops ops", version="0.1.0")
+
+_ACTOR_TIMEOUT = 2.0
+
+
+def _incident_json(incident: Any) -> dict[str, Any]:
+    data: dict[str, Any] = incident.model_dump(mode="json")
+    return data
+
+
+@serve.ingress(api)
+class OpsIngressImpl:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._settings = settings or Settings.from_env()
+        self._metrics = IngressMetrics()
+        self._stores: Stores | None = None
+        self._lock = asyncio.Lock()
+        self._engine: Any = remote.rule_engine(self._settings)
+
+    async def _open(self) -> Stores:
+        if self._stores is None:
+            async with self._lock:
+                if self._stores is None:
+                    self._stores = await Stores.open(self._settings)
+        return self._stores
+
+    def _authorize(self, request: Request) -> None:
+        check_token(request.headers.get("authorization"), self._settings.secret("ops_api_token"), what="the ops API")
+
+    async def _check_actor(self, name: str, call: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            detail = await asyncio.wait_for(call, timeout=_ACTOR_TIMEOUT)
+        except TimeoutError:
+            return {"name": name, "status": "down", "error": f"no answer within {_ACTOR_TIMEOUT}s"}
+        except (ray.exceptions.RayError, AiopsError) as e:
+            return {"name": name, "status": "down", "error": f"{type(e).__name__}: {str(e)[:300]}"}
+        return {
+            "name": name,
+            "status": "ok",
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            "detail": detail,
+        }
+
+    async def _check_store(self, name: str) -> dict[str, Any]:
+        try:
+            stores = await self._open()
+            latency = await (stores.postgres.ping() if name == "postgres" else stores.redis.ping())
+        except TemporaryError as e:
+            return {"name": name, "status": "down", "error": str(e)[:300]}
+        return {"name": name, "status": "ok", "latency_ms": round(latency * 1000, 2)}
+
+    async def _health(self) -> dict[str, Any]:
+        checks = await asyncio.gather(
+            self._check_store("postgres"),
+            self._check_store("redis"),
+            self._check_actor(remote.RULE_ENGINE, self._engine.health.remote()),
+        )
+        subsystems = {c.pop("name"): c for c in checks}
+        overall = "ok" if all(c["status"] == "ok" for c in subsystems.values()) else "degraded"
+        return {"status": overall, "subsystems": subsystems}
+
+    @api.get("/health")
+    async def health(self) -> JSONResponse:
+        return JSONResponse(await self._health())
+
+    @api.get("/ready")
+    async def ready(self) -> JSONResponse:
+        report = await self._health()
+        return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+
+    @api.get("/metrics")
+    async def metrics(self) -> PlainTextResponse:
+        parts = [self._metrics.render()]
+        try:
+            parts.append(await asyncio.wait_for(self._engine.metrics_text.remote(), timeout=_ACTOR_TIMEOUT))
+        except (TimeoutError, ray.exceptions.RayError):
+            parts.append("# aiops-rules did not answer\n")
+        return PlainTextResponse("".join(parts), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @api.get("/api/incidents")
+    async def incidents(
+        self,
+        request: Request,
+        status: str | None = Query(default=None, pattern="^(open|acknowledged|resolved)$"),
+        namespace: str | None = Query(default=None, max_length=253),
+        severity: str | None = Query(default=None, pattern="^(critical|warning|info)$"),
+        limit: int = Query(default=100, ge=1, le=1000),
+    ) -> JSONResponse:
+        try:
+            self._authorize(request)
+            stores = await self._open()
+            found = await stores.postgres.list_incidents(
+                status=status, namespace=namespace, severity=severity, limit=limit
+            )
+        except AiopsError as e:
+            return error_response(e)
+        return JSONResponse({"incidents": [_incident_json(i) for i in found], "count": len(found)})
+
+    @api.get("/api/incidents/{incident_id}")
+    async def incident(self, request: Request, incident_id: str) -> JSONResponse:
+        try:
+            self._authorize(request)
+            stores = await self._open()
+            found = await stores.postgres.get_incident(incident_id)
+            if found is None:
+                raise NotFound(f"no incident {incident_id!r}")
+            timeline = await stores.postgres.timeline(incident_id)
+        except AiopsError as e:
+            return error_response(e)
+        return JSONResponse({**_incident_json(found), "timeline": timeline})
+
+
+# Applied as a call so type checkers keep seeing the plain class above.
+OpsIngress: Any = serve.deployment(name="OpsIngress", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=100)(
+    OpsIngressImpl
+)
+app = OpsIngress.bind()
+
+
+def build(settings: Settings | None = None) -> Any:
+    return OpsIngress.bind(settings)

@@ -1,0 +1,164 @@
+"""PostgreSQL and Redis stores against the real servers (or the embedded ones)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from adapters.postgres import PostgresStore, shipped_migrations
+from adapters.redis import RedisStore
+from core.models import Fingerprint, ObjectRef, Severity, Signal, SignalSource, SignalStatus
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def sig(fp: str, status: str = "firing", at: datetime = NOW, severity: str = "warning") -> Signal:
+    return Signal(
+        source=SignalSource.ALERTMANAGER,
+        reason="KubePodCrashLooping",
+        severity=Severity(severity),
+        status=SignalStatus(status),
+        labels={"namespace": "prod", "pod": fp},
+        object=ObjectRef(kind="Pod", name=fp, namespace="prod"),
+        observed_at=at,
+        starts_at=NOW,
+        fingerprint=Fingerprint(fp),
+    )
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[PostgresStore]:
+    s = PostgresStore(database_url)
+    await s.open()
+    await s.migrate()
+    async with s.pool.acquire() as conn:
+        await conn.execute(
+            "TRUNCATE incidents, signals, incident_events, rca_reports, playbook_runs, approvals, audit_log,"
+            " conversations, messages CASCADE"
+        )
+    yield s
+    await s.close()
+
+
+async def test_migrations_create_every_table_and_are_safe_to_run_twice(store: PostgresStore) -> None:
+    assert await store.migrate() == []
+    tables = {
+        r["tablename"] for r in await store.pool.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+    }
+    expected = {
+        "incidents",
+        "signals",
+        "rca_reports",
+        "playbook_runs",
+        "approvals",
+        "audit_log",
+        "conversations",
+        "messages",
+        "schema_migrations",
+    }
+    assert expected <= tables
+    versions = [r["version"] for r in await store.pool.fetch("SELECT version FROM schema_migrations")]
+    assert versions == [m.version for m in shipped_migrations()]
+
+
+async def test_migrations_from_two_processes_at_once_apply_each_file_once(server_database_url: str) -> None:
+    name = "aiops_mig_race"
+    admin = await asyncpg.connect(server_database_url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        from urllib.parse import urlsplit, urlunsplit
+
+        p = urlsplit(server_database_url)
+        url = urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
+        stores = [PostgresStore(url) for _ in range(4)]
+        for s in stores:
+            await s.open()
+        results = await asyncio.gather(*(s.migrate() for s in stores))
+        assert sorted(len(r) for r in results) == [0, 0, 0, len(shipped_migrations())]
+        for s in stores:
+            await s.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def ingest(store: PostgresStore, s: Signal, key: str = "g1") -> object:
+    return await store.ingest(s, group_key=key, rule="r", severity=s.severity, title="t", playbook=None, now=NOW)
+
+
+async def test_same_signal_twice_is_stored_once_and_opens_one_incident(store: PostgresStore) -> None:
+    first = await ingest(store, sig("a"))
+    again = await ingest(store, sig("a"))
+    assert first.opened and again.duplicate
+    assert await store.count("incidents") == 1 and await store.count("signals") == 1
+
+
+async def test_concurrent_signals_of_one_group_open_exactly_one_incident(store: PostgresStore) -> None:
+    await asyncio.gather(*(ingest(store, sig(f"p{i}")) for i in range(20)))
+    (incident,) = await store.list_incidents()
+    assert incident.signal_count == 20
+
+
+async def test_incident_resolves_only_when_every_signal_recovered_even_out_of_order(store: PostgresStore) -> None:
+    later = NOW + timedelta(minutes=5)
+    await ingest(store, sig("a", "resolved", at=later))  # resolved delivered before its firing: stored, no incident
+    await ingest(store, sig("a"))
+    await ingest(store, sig("b"))
+    (incident,) = await store.list_incidents()
+    await ingest(store, sig("b", "resolved", at=later))
+    assert (await store.get_incident(incident.id)).status.value == "resolved"  # type: ignore[union-attr]
+    kinds = [e["kind"] for e in await store.timeline(incident.id)]
+    assert kinds[0] == "opened" and kinds[-1] == "resolved"
+
+
+async def test_higher_severity_escalates_the_open_incident(store: PostgresStore) -> None:
+    await ingest(store, sig("a"))
+    outcome = await ingest(store, sig("b", severity="critical"))
+    assert outcome.escalated
+    (incident,) = await store.list_incidents()
+    assert incident.severity is Severity.CRITICAL
+
+
+async def test_redis_store_prefixes_keys_and_claims_once(redis_url: str, redis_prefix: str) -> None:
+    store = RedisStore(redis_url, redis_prefix)
+    try:
+        assert await store.ping() >= 0
+        assert await store.set_if_absent("claim", "1", 5) is True
+        assert await store.set_if_absent("claim", "2", 5) is False
+        assert await store.client.get(redis_prefix + "claim") == "1"
+        await store.set_json("obj", {"a": [1, 2]}, ttl_seconds=5)
+        assert await store.get_json("obj") == {"a": [1, 2]}
+    finally:
+        await store.client.delete(redis_prefix + "claim", redis_prefix + "obj")
+        await store.close()
+
+
+def test_embedded_postgres_and_redis_start_and_are_reused_on_the_next_start(tmp_path: Path) -> None:
+    from adapters.embedded import start_postgres, start_redis, stop_embedded
+
+    try:
+        pg1, r1 = start_postgres(tmp_path), start_redis(tmp_path)
+        pg2, r2 = start_postgres(tmp_path), start_redis(tmp_path)
+        assert pg1 == pg2 and r1 == r2
+
+        async def roundtrip() -> None:
+            conn = await asyncpg.connect(pg1)
+            try:
+                assert await conn.fetchval("SELECT 41 + 1") == 42
+            finally:
+                await conn.close()
+            store = RedisStore(r1, "embedded-test:")
+            try:
+                assert await store.ping() >= 0
+            finally:
+                await store.close()
+
+        asyncio.run(roundtrip())
+    finally:
+        assert set(stop_embedded(tmp_path)) == {"postgres", "redis"}
