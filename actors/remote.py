@@ -56,3 +56,50 @@ def kill(name: str, *, restart: bool = True) -> bool:
         return False
     ray.kill(handle, no_restart=not restart)
     return True
+
+
+WATCH_SUPERVISOR = "aiops-watchers"
+
+
+def watcher_name(scope: str) -> str:
+    return f"aiops-watch-{scope}"
+
+
+def watcher(settings: Settings, scope: str) -> Any:
+    """Handle to ``aiops-watch-<scope>`` (a namespace, or ``cluster`` for nodes), started."""
+    from actors.watchers import Watcher
+
+    cls = ray.remote(Watcher)
+    return cls.options(name=watcher_name(scope), max_concurrency=16, **_COMMON).remote(
+        settings, scope, rule_engine(settings), autostart=True
+    )
+
+
+class RaySpawner:
+    """The supervisor's way to start and stop watcher actors."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def start(self, scope: str) -> Any:
+        return await watcher(self._settings, scope).start.remote()
+
+    async def stop(self, scope: str) -> Any:
+        handle = existing(watcher_name(scope))
+        if handle is None:
+            return None
+        try:
+            await handle.stop.remote()
+        finally:
+            ray.kill(handle, no_restart=True)
+        return None
+
+
+def watch_supervisor(settings: Settings) -> Any:
+    """Handle to ``aiops-watchers``, started; it starts the per-namespace watchers."""
+    from actors.watchers import WatcherSupervisor
+
+    cls = ray.remote(WatcherSupervisor)
+    return cls.options(name=WATCH_SUPERVISOR, max_concurrency=16, **_COMMON).remote(
+        settings, RaySpawner(settings), autostart=True
+    )

@@ -83,7 +83,8 @@ def _incident(row: asyncpg.Record) -> Incident:
 def signal_dedup_key(signal: Signal) -> str:
     """A delivery of the same observation twice maps to the same key."""
     when = (signal.starts_at or signal.observed_at).isoformat()
-    if signal.status.value == "resolved":
+    if signal.status.value == "resolved" or signal.source.value == "k8s":
+        # Watchers send only on change, so every k8s observation is news (a rising restart count).
         when = signal.observed_at.isoformat()
     return f"{signal.fingerprint}|{signal.status.value}|{when}"
 
@@ -185,11 +186,11 @@ class PostgresStore:
             )
             if inserted is None:
                 return IngestOutcome(duplicate=True)
-            row = await conn.fetchrow(
-                "SELECT id, severity FROM incidents WHERE group_key = $1 AND status <> 'resolved' FOR UPDATE",
-                group_key,
-            )
             if signal.firing:
+                row = await conn.fetchrow(
+                    "SELECT id, severity FROM incidents WHERE group_key = $1 AND status <> 'resolved' FOR UPDATE",
+                    group_key,
+                )
                 stale = await conn.fetchval(
                     "SELECT 1 FROM signals WHERE fingerprint = $1 AND status = 'resolved' AND observed_at >= $2"
                     " LIMIT 1",
@@ -262,6 +263,13 @@ class PostgresStore:
                     now,
                 )
                 return IngestOutcome(duplicate=False, incident_id=incident_id, opened=opened, escalated=escalated)
+            # A recovery finds its incident by fingerprint, not by group key: rules may have been
+            # reloaded since the firing, which can change the key but not what fired.
+            row = await conn.fetchrow(
+                "SELECT i.id FROM incidents i JOIN signals s ON s.incident_id = i.id"
+                " WHERE s.fingerprint = $1 AND i.status <> 'resolved' LIMIT 1 FOR UPDATE OF i",
+                signal.fingerprint,
+            )
             if row is None:
                 return IngestOutcome(duplicate=False)
             incident_id = IncidentId(row["id"])

@@ -8,14 +8,26 @@ a file that passes ``aiops config check`` compiles without surprises.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.matchers import parse_matcher
 from core.models import Severity, SignalSource
+from core.plans import Playbook, Step, ToolCall, Verify, step_problems
 from core.rules import parse_duration
+from core.tools import ParamValue as ParamValue  # re-exported: the catalogue in core.tools owns these
+from core.tools import Risk as Risk
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -100,16 +112,6 @@ class RulesFile(BaseModel):
         return rules
 
 
-class Risk(StrEnum):
-    READ = "read"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-
-
-ParamValue = str | int | float | bool
-
-
 class ToolCallSpec(BaseModel):
     model_config = _STRICT
 
@@ -118,27 +120,63 @@ class ToolCallSpec(BaseModel):
         default_factory=dict, description="Templated parameters: {{ incident.namespace }}, {{ rca.container }}."
     )
 
+    def to_core(self) -> ToolCall:
+        return ToolCall(tool=self.tool, params=dict(self.params))
+
 
 class VerifySpec(BaseModel):
     model_config = _STRICT
 
     check: str = Field(min_length=1, description="Named check, e.g. pod_ready, workload_available.")
     params: dict[str, ParamValue] = Field(default_factory=dict)
-    timeout: Duration = Field(default=120.0)
-    stable_for: Duration = Field(default=0.0, description="The check must hold this long.")
+    timeout: Duration = Field(default=120.0, gt=0, description="How long the check may take to start passing.")
+    stable_for: Duration = Field(default=0.0, ge=0, description="The check must then hold this long.")
+
+    def to_core(self) -> Verify:
+        return Verify(check=self.check, params=dict(self.params), timeout=self.timeout, stable_for=self.stable_for)
 
 
 class StepSpec(BaseModel):
+    """One step. The tool must be in core.tools' catalogue and the risk at least the tool's."""
+
     model_config = _STRICT
 
     name: str = Field(min_length=1)
-    tool: str = Field(min_length=1)
+    tool: str = Field(min_length=1, description="A tool from the catalogue in core/tools.py.")
     params: dict[str, ParamValue] = Field(default_factory=dict)
     risk: Risk = Field(default=Risk.HIGH, description="read | low | medium | high; omitted counts as high.")
     precondition: str | None = Field(default=None, description="Named condition that must hold first.")
     verify: VerifySpec | None = None
-    rollback: ToolCallSpec | None = None
-    timeout: Duration = Field(default=60.0)
+    rollback: ToolCallSpec | None = Field(
+        default=None, description="Runs when verification fails; approved together with the step."
+    )
+    timeout: Duration = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _safe(self) -> StepSpec:
+        problems = step_problems(self.to_core())
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def to_core(self) -> Step:
+        return Step(
+            name=self.name,
+            tool=self.tool,
+            params=dict(self.params),
+            risk=self.risk,
+            precondition=self.precondition,
+            verify=self.verify.to_core() if self.verify else None,
+            rollback=self.rollback.to_core() if self.rollback else None,
+            timeout=self.timeout,
+        )
+
+
+def _duplicate_step_names(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    names = [item.get("name") if isinstance(item, dict) else getattr(item, "name", None) for item in value]
+    return sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
 
 
 class PlaybookSpec(BaseModel):
@@ -149,14 +187,43 @@ class PlaybookSpec(BaseModel):
     reasons: list[str] = Field(default_factory=list, description="Incident reasons this playbook fits.")
     steps: list[StepSpec] = Field(min_length=1)
 
-    @field_validator("steps")
+    @field_validator("steps", mode="wrap")
     @classmethod
-    def _unique_steps(cls, steps: list[StepSpec]) -> list[StepSpec]:
-        names = [s.name for s in steps]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+    def _unique_steps(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> list[StepSpec]:
+        """Duplicate names are reported together with any problem inside the steps, not instead of it."""
+        dupes = _duplicate_step_names(value)
+        try:
+            steps: list[StepSpec] = handler(value)
+        except ValidationError as e:
+            if not dupes:
+                raise
+            details: list[InitErrorDetails] = []
+            for err in e.errors():
+                detail: InitErrorDetails = {"type": err["type"], "loc": err["loc"], "input": err["input"]}
+                if "ctx" in err:
+                    detail["ctx"] = err["ctx"]
+                details.append(detail)
+            details.append(
+                {
+                    "type": PydanticCustomError(
+                        "duplicate_steps", "duplicate step names {names}", {"names": str(dupes)}
+                    ),
+                    "loc": (),
+                    "input": value,
+                }
+            )
+            raise ValidationError.from_exception_data(e.title, details) from e
         if dupes:
             raise ValueError(f"duplicate step names {dupes}")
         return steps
+
+    def to_core(self) -> Playbook:
+        return Playbook(
+            name=self.name,
+            description=self.description,
+            reasons=tuple(self.reasons),
+            steps=tuple(s.to_core() for s in self.steps),
+        )
 
 
 class PlaybookFile(BaseModel):

@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", validation_alias=_env("AIOPS_HTTP_HOST"))
     http_port: int = Field(default=8000, ge=1, le=65535, validation_alias=_env("AIOPS_HTTP_PORT"))
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, validation_alias=_env("AIOPS_MAX_BODY_BYTES"))
+    watch_namespaces: list[str] = Field(default_factory=lambda: ["*"], validation_alias=_env("AIOPS_WATCH_NAMESPACES"))
+    exclude_namespaces: list[str] = Field(
+        default_factory=lambda: ["kube-public", "kube-node-lease"], validation_alias=_env("AIOPS_EXCLUDE_NAMESPACES")
+    )
+    watch_resync_seconds: float | None = Field(default=None, ge=1, validation_alias=_env("AIOPS_WATCH_RESYNC_SECONDS"))
     db_pool_max: int = Field(default=5, ge=1, le=100, validation_alias=_env("AIOPS_DB_POOL_MAX"))
 
     @model_validator(mode="after")

@@ -174,6 +174,74 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port, keep=args.keep, data_dir=args.data_dir)
 
 
+SCAN_KINDS = (
+    "Pod",
+    "Deployment",
+    "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "PersistentVolumeClaim",
+    "Service",
+    "Endpoints",
+    "Event",
+    "Node",
+)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from adapters.kube import KubeClient
+    from core.detectors import detect_all
+
+    client = KubeClient.from_kubeconfig(args.kubeconfig or os.environ.get("KUBECONFIG"))
+    try:
+        objects: list[dict[str, object]] = []
+        events: list[dict[str, object]] = []
+        for kind in SCAN_KINDS:
+            namespace = None if kind == "Node" else args.namespace
+            items, _ = client.list(kind, namespace)
+            for item in items:
+                item = {**item, "kind": item.get("kind") or kind}
+                (events if kind == "Event" else objects).append(item)
+        findings = detect_all(objects, events, now=datetime.now(UTC))
+    finally:
+        client.close()
+    if args.namespace:
+        findings = [f for f in findings if f.namespace in (args.namespace, None) or f.kind == "Node"]
+    rows = [f.to_json() for f in sorted(findings, key=lambda f: (f.namespace or "", f.kind, f.name, f.reason))]
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no problems found")
+        return 0
+    widths = {
+        key: max(len(key), *(len(str(r[key] or "-")) for r in rows))
+        for key in ("severity", "namespace", "kind", "name", "reason")
+    }
+    header = "  ".join(key.upper().ljust(widths[key]) for key in widths) + "  MESSAGE"
+    print(header)
+    for row in rows:
+        cells = "  ".join(str(row[key] or "-").ljust(widths[key]) for key in widths)
+        print(f"{cells}  {str(row['message'])[:120]}")
+    print(f"\n{len(rows)} finding(s)")
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from adapters.sandbox import run_cli
+
+    argv = ["--scenario", args.scenario]
+    if args.port:
+        argv += ["--port", str(args.port)]
+    if args.kubeconfig:
+        argv += ["--kubeconfig", args.kubeconfig]
+    return run_cli(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiops", description="AIOps for Kubernetes on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -197,6 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="stop Serve, Ray and the embedded stores")
     down.add_argument("--keep-data-services", action="store_true", help="leave embedded Postgres/Redis running")
     down.set_defaults(func=cmd_down)
+
+    scan = sub.add_parser("scan", help="one-shot detection with the watchers' detectors")
+    scan.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: KUBECONFIG or ~/.kube/config)")
+    scan.add_argument("--namespace", "-n", default=None, help="only this namespace (default: all)")
+    scan.add_argument("--output", "-o", choices=["table", "json"], default="table")
+    scan.set_defaults(func=cmd_scan)
+
+    sandbox = sub.add_parser("sandbox", help="run the sandbox cluster and print its kubeconfig path")
+    sandbox.add_argument("--scenario", default="demo", help="scenario name or YAML file (default: demo)")
+    sandbox.add_argument("--port", type=int, default=0)
+    sandbox.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig")
+    sandbox.set_defaults(func=cmd_sandbox)
 
     demo = sub.add_parser("demo", help="run the whole loop locally on embedded defaults")
     demo.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")

@@ -1,0 +1,347 @@
+"""Watchers: list+watch a namespace (or the cluster's nodes), detect, send signals on change.
+
+A ``Watcher`` keeps informers for the kinds it needs, marks itself dirty on every watch
+event, and a short flush loop (default 50 ms) re-runs the shared detectors over its cache.
+It sends only what changed since the last send: a new finding or a changed ``state_key``
+(a rising restart count) as a firing signal, a vanished finding as a recovery. What was
+last sent is kept in Redis, so a restarted watcher does not re-announce every crash loop.
+
+``WatcherSupervisor`` turns the namespace list into the desired set of watchers (include
+and exclude globs from settings) and starts/stops them through a ``Spawner`` that
+``actors/remote.py`` provides: this module never imports ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from adapters.kube import EventType, Informer, KubeClient, WatchEvent
+from adapters.redis import RedisStore
+from config.settings import Settings
+from core.detectors import Finding, detect_all
+from core.errors import TemporaryError
+from core.models import Signal, SignalStatus
+
+log = logging.getLogger(__name__)
+
+NAMESPACED_KINDS = (
+    "Pod",
+    "Deployment",
+    "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "PersistentVolumeClaim",
+    "Service",
+    "Endpoints",
+    "Event",
+)
+CLUSTER_KINDS = ("Node",)
+CLUSTER_SCOPE = "cluster"
+
+
+class RulesHandle(Protocol):
+    """What a watcher needs of the rule engine: ``ingest.remote(batch)`` returning an awaitable."""
+
+    @property
+    def ingest(self) -> Any: ...
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+Sent = dict[str, dict[str, Any]]
+
+
+def diff_findings(findings: Iterable[Finding], last_sent: Sent, now: datetime) -> tuple[list[Signal], Sent]:
+    """Signals for what changed since ``last_sent`` and the new map.
+
+    ``last_sent`` maps a fingerprint to ``{"key": state_key, "signal": signal json}``; a
+    recovery repeats the last firing signal (same labels, object, owners) as resolved, so
+    rules and notifications see what recovered.
+    """
+    current: dict[str, Finding] = {}
+    for finding in findings:
+        current.setdefault(finding.fingerprint(), finding)
+    signals: list[Signal] = []
+    sent: Sent = {}
+    for fingerprint, finding in current.items():
+        key = finding.state_key()
+        previous = last_sent.get(fingerprint)
+        if previous is not None and previous.get("key") == key:
+            sent[fingerprint] = previous
+            continue
+        signal = finding.to_signal(now)
+        signals.append(signal)
+        sent[fingerprint] = {"key": key, "signal": signal.model_dump(mode="json")}
+    for fingerprint, previous in last_sent.items():
+        if fingerprint not in current:
+            signals.append(_recovery(previous, now))
+    return signals, sent
+
+
+def _recovery(previous: dict[str, Any], now: datetime) -> Signal:
+    firing = Signal.model_validate(previous["signal"])
+    return firing.model_copy(
+        update={"status": SignalStatus.RESOLVED, "observed_at": now, "message": f"recovered: {firing.message}"[:500]}
+    )
+
+
+class Watcher:
+    """Watches one namespace (or ``cluster`` for nodes) and feeds the rule engine."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        scope: str,
+        rules: RulesHandle,
+        *,
+        resync_seconds: float | None = None,
+        flush_interval: float = 0.05,
+        reevaluate_seconds: float = 15.0,
+        clock: Callable[[], datetime] = _utcnow,
+        autostart: bool = False,
+    ) -> None:
+        self._settings = settings
+        self.scope = scope
+        self._rules = rules
+        self._resync = resync_seconds if resync_seconds is not None else settings.watch_resync_seconds
+        self._flush_interval = flush_interval
+        self._reevaluate = reevaluate_seconds
+        self._clock = clock
+        self._informers: list[Informer] = []
+        self._dirty = asyncio.Event()
+        self._last_sent: Sent = {}
+        self._task: asyncio.Task[None] | None = None
+        self._client: KubeClient | None = None
+        self._redis: RedisStore | None = None
+        self._counters = {"events": 0, "flushes": 0, "signals_sent": 0, "send_errors": 0}
+        self._last_error: str | None = None
+        self._started = False
+        self._lock = asyncio.Lock()
+        self._boot = _autostart(self.start) if autostart else None
+
+    @property
+    def kinds(self) -> Sequence[str]:
+        return CLUSTER_KINDS if self.scope == CLUSTER_SCOPE else NAMESPACED_KINDS
+
+    async def start(self) -> dict[str, Any]:
+        async with self._lock:
+            if self._started:
+                return self.status()
+            self._client = KubeClient.from_kubeconfig(self._settings.kubeconfig)
+            redis_url = self._settings.secret("redis_url")
+            if redis_url:
+                self._redis = RedisStore(redis_url, self._settings.redis_prefix)
+                with contextlib.suppress(TemporaryError):
+                    self._last_sent = dict(await self._redis.get_json(self._state_key()) or {})
+            namespace = None if self.scope == CLUSTER_SCOPE else self.scope
+            for kind in self.kinds:
+                informer = Informer(self._client, kind, namespace, sink=self._on_event, resync_seconds=self._resync)
+                await informer.start()
+                self._informers.append(informer)
+            self._task = asyncio.get_running_loop().create_task(self._flush_loop(), name=f"watch-{self.scope}")
+            self._started = True
+            return self.status()
+
+    def _state_key(self) -> str:
+        return f"watch:{self.scope}:sent"
+
+    async def _on_event(self, event: WatchEvent) -> None:
+        if event.type is not EventType.RESYNC:
+            self._counters["events"] += 1
+        self._dirty.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), timeout=self._reevaluate)
+            # Let a burst of watch events land before detecting: one detection pass per burst.
+            await asyncio.sleep(self._flush_interval)
+            self._dirty.clear()
+            if not self._informers or not self._informers[0].synced:
+                continue  # no detection (and above all no recoveries) from a half-listed cache
+            try:
+                await self.flush()
+            except Exception as e:  # noqa: BLE001 - a watcher must outlive any single failure
+                self._last_error = f"{type(e).__name__}: {e}"
+                self._counters["send_errors"] += 1
+                log.warning("watcher %s flush failed: %s", self.scope, self._last_error)
+                self._dirty.set()
+                await asyncio.sleep(1.0)
+
+    def findings(self) -> list[Finding]:
+        objects: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for informer in self._informers:
+            for obj in informer.snapshot():
+                if informer.kind == "Event":
+                    events.append(obj)
+                else:
+                    objects.append({**obj, "kind": informer.kind} if "kind" not in obj else obj)
+        return detect_all(objects, events, now=self._clock())
+
+    async def flush(self) -> int:
+        """Detect over the cache and send what changed; returns the number of signals sent."""
+        signals, sent = diff_findings(self.findings(), self._last_sent, self._clock())
+        self._counters["flushes"] += 1
+        if not signals:
+            return 0
+        for start in range(0, len(signals), 200):
+            batch = signals[start : start + 200]
+            await self._rules.ingest.remote([s.model_dump(mode="json") for s in batch])
+        self._last_sent = sent
+        self._counters["signals_sent"] += len(signals)
+        if self._redis is not None:
+            with contextlib.suppress(TemporaryError):
+                await self._redis.set_json(self._state_key(), sent)
+        return len(signals)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "started": self._started,
+            "active_findings": len(self._last_sent),
+            "last_error": self._last_error,
+            **self._counters,
+            "informers": [i.status() for i in self._informers],
+        }
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for informer in self._informers:
+            await informer.stop()
+        self._informers.clear()
+        if self._client is not None:
+            self._client.close()
+        if self._redis is not None:
+            await self._redis.close()
+        self._started = False
+
+
+def _autostart(start: Callable[[], Awaitable[Any]]) -> asyncio.Task[Any] | None:
+    """Schedule ``start`` when constructed inside a running loop (a Ray async actor, also after
+    Ray restarts it), so a restarted actor resumes watching without anyone calling it."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+    async def run() -> None:
+        try:
+            await start()
+        except Exception as e:  # noqa: BLE001 - logged; the next health check shows it
+            log.warning("autostart failed: %s: %s", type(e).__name__, e)
+
+    return loop.create_task(run())
+
+
+class Spawner(Protocol):
+    """Starts and stops watcher actors; implemented in ``actors/remote.py``."""
+
+    def start(self, scope: str) -> Awaitable[Any]: ...
+
+    def stop(self, scope: str) -> Awaitable[Any]: ...
+
+
+def wanted(namespace: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Whether a namespace is watched: matches an include glob and no exclude glob."""
+    if any(fnmatch.fnmatchcase(namespace, pattern) for pattern in exclude):
+        return False
+    return any(fnmatch.fnmatchcase(namespace, pattern) for pattern in include)
+
+
+class WatcherSupervisor:
+    """Keeps one watcher per wanted namespace plus the cluster watcher."""
+
+    def __init__(self, settings: Settings, spawner: Spawner, *, interval: float = 1.0, autostart: bool = False) -> None:
+        self._settings = settings
+        self._spawner = spawner
+        self._interval = interval
+        self._running: set[str] = set()
+        self._informer: Informer | None = None
+        self._client: KubeClient | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._last_error: str | None = None
+        self._boot = _autostart(self.start) if autostart else None
+
+    async def start(self) -> dict[str, Any]:
+        if self._task is None:
+            self._client = KubeClient.from_kubeconfig(self._settings.kubeconfig)
+            self._informer = Informer(self._client, "Namespace", None, sink=self._on_event, resync_seconds=None)
+            await self._informer.start()
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="watch-supervisor")
+        return self.status()
+
+    async def _on_event(self, event: WatchEvent) -> None:
+        self._changed.set()
+
+    def desired(self) -> set[str]:
+        include = self._settings.watch_namespaces
+        exclude = self._settings.exclude_namespaces
+        names = set()
+        if self._informer is not None:
+            for obj in self._informer.snapshot():
+                name = (obj.get("metadata") or {}).get("name")
+                phase = (obj.get("status") or {}).get("phase")
+                if name and phase != "Terminating" and wanted(name, include, exclude):
+                    names.add(name)
+        return names | {CLUSTER_SCOPE}
+
+    async def reconcile(self) -> dict[str, list[str]]:
+        desired = self.desired() if (self._informer and self._informer.synced) else self._running | {CLUSTER_SCOPE}
+        started, stopped = [], []
+        for scope in sorted(desired - self._running):
+            await self._spawner.start(scope)
+            self._running.add(scope)
+            started.append(scope)
+        for scope in sorted(self._running - desired):
+            await self._spawner.stop(scope)
+            self._running.discard(scope)
+            stopped.append(scope)
+        return {"started": started, "stopped": stopped}
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=self._interval * 10)
+            self._changed.clear()
+            try:
+                await self.reconcile()
+                self._last_error = None
+            except Exception as e:  # noqa: BLE001 - the supervisor must outlive any single failure
+                self._last_error = f"{type(e).__name__}: {e}"
+                log.warning("watch supervisor reconcile failed: %s", self._last_error)
+                await asyncio.sleep(self._interval)
+                self._changed.set()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "watching": sorted(self._running),
+            "last_error": self._last_error,
+            "namespace_informer": self._informer.status() if self._informer else None,
+        }
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._informer is not None:
+            await self._informer.stop()
+        if self._client is not None:
+            self._client.close()
