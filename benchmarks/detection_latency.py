@@ -1,0 +1,164 @@
+"""Detection latency: object change in the emulator -> signal row in PostgreSQL.
+
+Runs the production path: a local Ray, the ``aiops-rules`` actor, the ``aiops-watchers``
+supervisor and one ``aiops-watch-<ns>`` actor per namespace, all watching the sandbox
+cluster over HTTP. Failures are injected into random running pods at random times; the
+latency of each is the first stored signal for that pod minus the injection time.
+
+    .venv/bin/python -m benchmarks.detection_latency --namespaces 10 --pods 50 --failures 50
+
+Prints p50/p95/p99 and the unique memory (USS) of the watcher actors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import psutil
+import ray
+
+from actors import remote
+from adapters.sandbox import BackgroundSandbox
+from adapters.sandbox.scenario import large_scenario
+from config.settings import Settings
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+async def first_signal(dsn: str, namespace: str, pod: str, since: float, deadline: float) -> float | None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        while time.time() < deadline:
+            found = await conn.fetchval(
+                "SELECT extract(epoch FROM min(received_at)) FROM signals WHERE namespace = $1"
+                " AND labels->>'pod' = $2 AND status = 'firing' AND received_at >= to_timestamp($3)",
+                namespace,
+                pod,
+                since,
+            )
+            if found is not None:
+                return float(found)
+            await asyncio.sleep(0.01)
+    finally:
+        await conn.close()
+    return None
+
+
+def watcher_uss_mb() -> list[float]:
+    sizes = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info.get("cmdline") or [])
+        if "ray::Watcher" in cmd:
+            try:
+                sizes.append(proc.memory_full_info().uss / 2**20)
+            except (psutil.Error, OSError):
+                continue
+    return sizes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--namespaces", type=int, default=10)
+    parser.add_argument("--pods", type=int, default=50, help="pods per namespace")
+    parser.add_argument("--failures", type=int, default=50)
+    parser.add_argument("--spread", type=float, default=20.0, help="seconds over which failures are injected")
+    parser.add_argument("--resync", type=float, default=None, help="watcher resync period (seconds), default off")
+    args = parser.parse_args()
+
+    database_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    scenario = large_scenario(args.namespaces, args.pods)
+    with BackgroundSandbox(scenario, bookmark_interval=5.0) as sandbox:
+        data = Path(tempfile.mkdtemp(prefix="aiops-bench-"))
+        dsn = asyncio.run(fresh_database(database_url))
+        settings = Settings.from_env(
+            database_url=dsn,
+            redis_url=redis_url,
+            kubeconfig=str(sandbox.kubeconfig_path),
+            data_dir=data,
+            redis_prefix=f"bench-{time.time_ns()}:",
+            watch_namespaces=["bench-*"],
+            exclude_namespaces=[],
+            watch_resync_seconds=args.resync,
+        )
+        ray.init(num_cpus=2, include_dashboard=False, namespace=remote.NAMESPACE, log_to_driver=False)
+        try:
+            started = time.time()
+            ray.get(remote.rule_engine(settings).health.remote())
+            supervisor = remote.watch_supervisor(settings)
+            expected = args.namespaces + 1
+            while len([n for n in remote.actor_names() if n.startswith("aiops-watch-")]) < expected:
+                time.sleep(0.2)
+            # wait until every watcher has listed
+            for name in [n for n in remote.actor_names() if n.startswith("aiops-watch-")]:
+                handle = remote.existing(name)
+                while not all(i["synced"] for i in ray.get(handle.status.remote())["informers"]):
+                    time.sleep(0.1)
+            print(
+                f"{expected} watchers synced in {time.time() - started:.1f}s "
+                f"({args.namespaces} namespaces x {args.pods} pods)"
+            )
+            rng = random.Random(7)  # noqa: S311
+            latencies: list[float] = []
+            missed = 0
+            for _ in range(args.failures):
+                time.sleep(rng.uniform(0, 2 * args.spread / max(1, args.failures)))
+                namespace, pod, injected = sandbox.inject_random("crashloop")
+                seen = asyncio.run(first_signal(dsn, namespace, pod, injected, injected + 15))
+                if seen is None:
+                    missed += 1
+                else:
+                    latencies.append(seen - injected)
+            uss = watcher_uss_mb()
+            print(f"failures injected: {args.failures}, detected: {len(latencies)}, missed: {missed}")
+            if latencies:
+                print(
+                    f"detection latency p50 {percentile(latencies, 50) * 1000:.0f} ms, "
+                    f"p95 {percentile(latencies, 95) * 1000:.0f} ms, p99 {percentile(latencies, 99) * 1000:.0f} ms, "
+                    f"max {max(latencies) * 1000:.0f} ms"
+                )
+            if uss:
+                print(
+                    f"watcher actor USS: mean {statistics.mean(uss):.0f} MB, max {max(uss):.0f} MB "
+                    f"over {len(uss)} watchers; resync {'off' if args.resync is None else f'{args.resync}s'}"
+                )
+            del supervisor
+        finally:
+            for name in remote.actor_names():
+                remote.kill(name, restart=False)
+            ray.shutdown()
+            asyncio.run(drop_database(database_url, dsn))
+
+
+async def fresh_database(server_url: str) -> str:
+    name = f"aiops_bench_{time.time_ns()}"
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base, _, _ = server_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def drop_database(server_url: str, dsn: str) -> None:
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{dsn.rpartition("/")[2]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+if __name__ == "__main__":
+    main()
