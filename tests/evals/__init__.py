@@ -1,0 +1,1 @@
+"""Evaluation suite for the RCA core: scenarios with a known root cause."""
