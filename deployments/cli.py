@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -117,54 +116,33 @@ def _ensure_tokens(settings: Settings) -> dict[str, str]:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from actors.stores import resolve_urls
+    from deployments.cluster import up
 
     settings = Settings.from_env()
     print("• preparing PostgreSQL and Redis ...", flush=True)
     database_url, redis_url = resolve_urls(settings)
+    # Serve replicas and actors inherit the environment of `ray start`.
     os.environ.setdefault("DATABASE_URL", database_url)
     os.environ.setdefault("REDIS_URL", redis_url)
     tokens = _ensure_tokens(settings)
-    ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
-    serve_bin = shutil.which("serve") or str(Path(sys.executable).parent / "serve")
-    status = subprocess.run([ray_bin, "status"], capture_output=True, text=True, check=False)  # noqa: S603
-    if status.returncode != 0:
-        print("• starting Ray head ...", flush=True)
-        subprocess.run(  # noqa: S603
-            [
-                ray_bin,
-                "start",
-                "--head",
-                f"--num-cpus={args.num_cpus}",
-                "--dashboard-host=127.0.0.1",
-                "--include-dashboard=true",
-                "--disable-usage-stats",
-            ],
-            check=True,
-        )
-    else:
-        print("• joining the running Ray cluster", flush=True)
-    print("• deploying serve_config.yaml ...", flush=True)
-    subprocess.run([serve_bin, "deploy", str(args.config)], check=True)  # noqa: S603
-    print(f"\nray-aiops is up.\n  API:            http://{settings.http_host}:{settings.http_port}/health")
-    print(f"  Alertmanager:   http://{settings.http_host}:{settings.http_port}/api/alert/webhook")
-    print("  Ray dashboard:  http://127.0.0.1:8265")
+    urls = up(settings, Path(args.config), num_cpus=args.num_cpus, address=args.address or settings.ray_address)
+    print(f"\nray-aiops is up.\n  health:         {urls['api']}/health")
+    print(f"  Alertmanager:   {urls['webhook']}")
+    print(f"  Ray dashboard:  {urls['dashboard']}")
     if tokens:
-        print(f"  tokens:         {settings.data_dir / 'tokens.json'} (generated, mode 0600)")
+        print(f"  tokens:         {settings.data_dir / 'tokens.json'} (mode 0600)")
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     from adapters.embedded import stop_embedded
+    from deployments.cluster import down
 
     settings = Settings.from_env()
-    serve_bin = shutil.which("serve") or str(Path(sys.executable).parent / "serve")
-    ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
-    subprocess.run([serve_bin, "shutdown", "-y"], check=False)  # noqa: S603
-    subprocess.run([ray_bin, "stop"], check=False)  # noqa: S603
+    stopped = down(settings)
     if not args.keep_data_services:
-        stopped = stop_embedded(settings.data_dir)
-        if stopped:
-            print("stopped embedded " + ", ".join(stopped))
+        stopped += [f"embedded {name}" for name in stop_embedded(settings.data_dir)]
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return 0
 
 
@@ -242,6 +220,22 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return run_cli(argv)
 
 
+def cmd_mcp_server(args: argparse.Namespace) -> int:
+    """``aiops mcp-server``: the Kubernetes tools over MCP (stdio by default; stdout is the protocol)."""
+    from adapters import mcp_server
+
+    mcp_server.run(
+        kubeconfig=args.kubeconfig or os.environ.get("KUBECONFIG"),
+        allow_namespaces=args.allow_namespaces,
+        deny_namespaces=args.deny_namespaces,
+        read_only=args.read_only,
+        transport=args.transport,
+        host=args.host,
+        port=args.port,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiops", description="AIOps for Kubernetes on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -260,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start or join Ray, migrate, serve deploy the config")
     up.add_argument("--config", default=str(REPO_SERVE_CONFIG), help="serve config (default: serve_config.yaml)")
     up.add_argument("--num-cpus", type=int, default=2)
+    up.add_argument("--address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else start one)")
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", help="stop Serve, Ray and the embedded stores")
@@ -283,6 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="stay up after the scripted run until Ctrl-C")
     demo.add_argument("--data-dir", default=None, help="data directory (default: AIOPS_DATA_DIR or ~/.local/share)")
     demo.set_defaults(func=cmd_demo)
+
+    mcp = sub.add_parser("mcp-server", help="serve the Kubernetes tools over MCP (stdio or streamable HTTP)")
+    mcp.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: KUBECONFIG or ~/.kube/config)")
+    mcp.add_argument("--allow-namespaces", default="*", help="comma-separated globs of namespaces (default: *)")
+    mcp.add_argument("--deny-namespaces", default="kube-system", help="comma-separated globs, win over allow")
+    mcp.add_argument("--read-only", action="store_true", help="expose only the read-only tools")
+    mcp.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
+    mcp.add_argument("--host", default="127.0.0.1", help="HTTP bind address (streamable-http)")
+    mcp.add_argument("--port", type=int, default=8765, help="HTTP port (streamable-http)")
+    mcp.set_defaults(func=cmd_mcp_server)
     return parser
 
 
@@ -296,6 +301,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 2
     except AiopsError as e:
         print(f"error: {e}", file=sys.stderr)
+        code = 1
+    except subprocess.CalledProcessError as e:
+        command = " ".join(str(part) for part in e.cmd[:3])
+        print(f"error: `{command} ...` failed with exit code {e.returncode}; see its output above", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         code = 130
