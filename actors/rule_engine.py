@@ -1,31 +1,60 @@
 """RuleEngine: signals in, incidents out.
 
-A plain class; ``actors/remote.py`` makes it the detached Ray actor ``aiops-rules``. Its
-durable state is PostgreSQL (every signal and incident, written in one transaction per
-signal, keyed for idempotency), so when Ray restarts it after a crash it continues the
-same incidents with nothing to rebuild in memory. Rules are compiled once and swapped
-atomically on reload; an invalid rules file is refused and the old rules stay.
+A plain class; ``actors/remote.py`` makes it the detached Ray actor ``aiops-rules``. Each
+ingest batch goes through the pure correlator (``core/correlation.py``) under one lock,
+and its effects are made durable with a write-ahead step: the new correlation state and
+the encoded effects go to Redis first, then the effects are applied to PostgreSQL in one
+idempotent transaction, then the pending entry is cleared. A crash anywhere in between is
+repaired on start by applying the pending effects again, so nothing is lost and nothing
+is written twice. Rules are swapped atomically on reload; an invalid file is refused and
+the old rules stay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from actors.stores import Stores
+from adapters.incident_store import IncidentWriter, encode_effect
 from adapters.metrics import RuleEngineMetrics
 from config.loader import load_rules, rules_from_text
 from config.settings import Settings
-from core.errors import ConfigError, TemporaryError
+from core.correlation import (
+    Acknowledge,
+    AttachSignal,
+    CorrelationState,
+    Correlator,
+    OpenIncident,
+    ResolveIncident,
+    Suppressed,
+    Tick,
+)
+from core.errors import TemporaryError
 from core.models import Signal
 from core.rules import RuleSet
 
 log = logging.getLogger(__name__)
+
+STATE_KEY = "rules:state"
+PENDING_KEY = "rules:pending"
+_STORED_EFFECTS = {
+    "OpenIncident",
+    "AttachSignal",
+    "EscalateIncident",
+    "AcknowledgeIncident",
+    "ResolveIncident",
+    "ReopenIncident",
+    "Notify",
+}
 
 
 def _utcnow() -> datetime:
@@ -37,17 +66,34 @@ class IngestSummary:
     received: int = 0
     duplicates: int = 0
     dropped: int = 0
+    suppressed: int = 0
     opened: int = 0
     updated: int = 0
     resolved: int = 0
     incidents: list[str] = field(default_factory=list)
 
 
-def incident_title(signal: Signal) -> str:
-    subject = signal.object.key() if signal.object else (signal.labels.get("instance") or "cluster")
-    text = f"{signal.reason} on {subject}"
-    summary = signal.annotations.get("summary")
-    return f"{text}: {summary}"[:300] if summary else text
+def summarize(received: int, effects: Sequence[Any]) -> IngestSummary:
+    summary = IngestSummary(received=received)
+    for effect in effects:
+        incident = getattr(effect, "incident_id", None)
+        if incident and isinstance(effect, OpenIncident | AttachSignal) and incident not in summary.incidents:
+            summary.incidents.append(incident)
+        if isinstance(effect, OpenIncident):
+            summary.opened += 1
+        elif isinstance(effect, AttachSignal):
+            summary.updated += 1
+        elif isinstance(effect, ResolveIncident) and effect.reason.value == "recovered":
+            summary.resolved += 1
+        elif isinstance(effect, Suppressed):
+            reason = effect.reason.value
+            if reason == "duplicate":
+                summary.duplicates += 1
+            elif reason == "dropped":
+                summary.dropped += 1
+            elif reason != "inhibit":
+                summary.suppressed += 1
+    return summary
 
 
 class RuleEngine:
@@ -62,8 +108,14 @@ class RuleEngine:
         self._clock = clock
         self._rules_path = rules_path or settings.rules_file
         self._rules: RuleSet = load_rules(self._rules_path)
+        self._correlator = Correlator(self._rules)
+        self._state = CorrelationState.from_scratch()
         self._stores: Stores | None = None
+        self._writer: IncidentWriter | None = None
         self._start_lock = asyncio.Lock()
+        self._lock = asyncio.Lock()
+        self._tick: asyncio.Task[None] | None = None
+        self._closing = False
         self._metrics = RuleEngineMetrics()
         self._started_at = time.time()
 
@@ -71,54 +123,96 @@ class RuleEngine:
         if self._stores is None:
             async with self._start_lock:
                 if self._stores is None:
-                    self._stores = await Stores.open(self._settings)
+                    stores = await Stores.open(self._settings)
+                    writer = IncidentWriter(stores.postgres)
+                    saved = await stores.redis.get_json(STATE_KEY)
+                    if saved:
+                        self._state = CorrelationState.from_storage(saved)
+                    pending = await stores.redis.get_json(PENDING_KEY)
+                    if pending:
+                        log.warning("re-applying %d effects of an interrupted batch", len(pending["effects"]))
+                        await writer.apply(pending["effects"], datetime.fromisoformat(pending["now"]), pending["batch"])
+                        await stores.redis.delete(PENDING_KEY)
+                    self._writer = writer
+                    self._stores = stores
+                    self._schedule_tick()
         return self._stores
+
+    async def _commit(self, state: CorrelationState, effects: Sequence[Any], now: datetime) -> None:
+        stores = await self._ready()
+        assert self._writer is not None  # noqa: S101 - set together with _stores
+        encoded = [encode_effect(e) for e in effects if type(e).__name__ in _STORED_EFFECTS]
+        batch = uuid.uuid4().hex
+        pipe = stores.redis.client.pipeline(transaction=True)
+        pipe.set(stores.redis.key(STATE_KEY), state.model_dump_json())
+        if encoded:
+            pipe.set(
+                stores.redis.key(PENDING_KEY),
+                json.dumps({"batch": batch, "now": now.isoformat(), "effects": encoded}, default=str),
+            )
+        try:
+            await pipe.execute()
+        except Exception as e:  # noqa: BLE001 - any Redis failure means: not committed, retry later
+            raise TemporaryError(f"Redis: cannot save correlation state: {e}") from e
+        if encoded:
+            await self._writer.apply(encoded, now, batch)
+            await stores.redis.delete(PENDING_KEY)
+        self._state = state
+        for effect in effects:
+            if isinstance(effect, OpenIncident):
+                self._metrics.incidents_opened.labels(severity=effect.severity.value).inc()
+            elif isinstance(effect, ResolveIncident):
+                self._metrics.incidents_resolved.labels(reason=effect.reason.value).inc()
+        self._schedule_tick()
 
     async def ingest(self, signals: Sequence[Signal | dict[str, Any]]) -> dict[str, Any]:
         """Fold signals into incidents; idempotent, so a retried call changes nothing twice."""
-        stores = await self._ready()
-        summary = IngestSummary()
-        for item in signals:
-            signal = item if isinstance(item, Signal) else Signal.model_validate(item)
-            summary.received += 1
+        await self._ready()
+        parsed = [s if isinstance(s, Signal) else Signal.model_validate(s) for s in signals]
+        for signal in parsed:
             self._metrics.signals.labels(source=signal.source.value).inc()
-            decision = self._rules.evaluate(signal)
-            for name in decision.matched:
-                self._metrics.rule_matches.labels(rule=name).inc()
-            if decision.drop:
-                summary.dropped += 1
-                continue
-            outcome = None
-            for attempt in range(5):
-                try:
-                    outcome = await stores.postgres.ingest(
-                        signal,
-                        group_key=decision.group_key,
-                        rule=decision.rule_name,
-                        severity=decision.severity,
-                        title=incident_title(signal),
-                        playbook=decision.playbook,
-                        now=self._clock(),
-                    )
-                    break
-                except TemporaryError as e:
-                    if attempt == 4:
-                        raise
-                    await asyncio.sleep(e.delay)
-            if outcome is None or outcome.duplicate:
-                summary.duplicates += 1
-                continue
-            if outcome.incident_id and outcome.incident_id not in summary.incidents:
-                summary.incidents.append(outcome.incident_id)
-            if outcome.opened:
-                summary.opened += 1
-                self._metrics.incidents_opened.labels(severity=decision.severity.value).inc()
-            elif outcome.resolved:
-                summary.resolved += 1
-                self._metrics.incidents_resolved.labels(severity=decision.severity.value).inc()
-            else:
-                summary.updated += 1
-        return asdict(summary)
+        async with self._lock:
+            events = [self._correlator.event(s) for s in parsed]
+            for event in events:
+                for name in event.decision.matched:
+                    self._metrics.rule_matches.labels(rule=name).inc()
+            now = self._clock()
+            state, effects = self._correlator.advance_all(self._state, events, now)
+            await self._commit(state, effects, now)
+        return asdict(summarize(len(parsed), effects))
+
+    async def acknowledge(self, incident_id: str, who: str) -> dict[str, Any]:
+        await self._ready()
+        async with self._lock:
+            now = self._clock()
+            state, effects = self._correlator.advance(self._state, Acknowledge(incident_id=incident_id, who=who), now)
+            await self._commit(state, effects, now)
+        return {"acknowledged": incident_id, "by": who, "effects": len(effects)}
+
+    def _schedule_tick(self) -> None:
+        due = self._state.next_due()
+        if self._closing or due is None or (self._tick is not None and not self._tick.done()):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._tick = loop.create_task(self._tick_at(due))
+
+    async def _tick_at(self, due: datetime) -> None:
+        delay = max(0.0, (due - self._clock()).total_seconds())
+        await asyncio.sleep(delay)
+        try:
+            async with self._lock:
+                now = self._clock()
+                state, effects = self._correlator.advance(self._state, Tick(), now)
+                await self._commit(state, effects, now)
+        except TemporaryError as e:
+            log.warning("tick failed, retrying in 1s: %s", e)
+            await asyncio.sleep(1.0)
+        self._tick = None
+        if not self._closing:
+            self._schedule_tick()
 
     def reload_rules(self, rules_path: str | None = None, rules_text: str | None = None) -> list[str]:
         """Swap in new rules; on any error keep the old ones and raise ConfigError."""
@@ -128,6 +222,7 @@ class RuleEngine:
             new = load_rules(rules_path or self._rules_path)
             self._rules_path = rules_path or self._rules_path
         self._rules = new
+        self._correlator = Correlator(new)
         log.info("rules reloaded: %d rules", len(new.rules))
         return list(new.names())
 
@@ -136,7 +231,11 @@ class RuleEngine:
 
     async def health(self) -> dict[str, Any]:
         stores = await self._ready()
-        status: dict[str, Any] = {"rules": len(self._rules.rules), "uptime_s": round(time.time() - self._started_at)}
+        status: dict[str, Any] = {
+            "rules": len(self._rules.rules),
+            "active_incidents": len(self._state.active_groups()),
+            "uptime_s": round(time.time() - self._started_at),
+        }
         try:
             status["postgres_latency_ms"] = round(await stores.postgres.ping() * 1000, 2)
         except TemporaryError as e:
@@ -147,9 +246,11 @@ class RuleEngine:
         return self._metrics.render()
 
     async def close(self) -> None:
+        self._closing = True
+        if self._tick is not None:
+            self._tick.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick
         if self._stores is not None:
             await self._stores.close()
             self._stores = None
-
-
-__all__ = ["ConfigError", "IngestSummary", "RuleEngine"]

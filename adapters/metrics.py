@@ -29,7 +29,10 @@ class RuleEngineMetrics(ComponentMetrics):
             "aiops_incidents_opened_total", "Incidents opened, by severity.", ["severity"], registry=r
         )
         self.incidents_resolved = Counter(
-            "aiops_incidents_resolved_total", "Incidents resolved, by severity.", ["severity"], registry=r
+            "aiops_incidents_resolved_total",
+            "Incidents resolved, by reason (recovered, merged).",
+            ["reason"],
+            registry=r,
         )
 
 

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from importlib import resources
 from typing import Any
 
 import asyncpg
 
 from core.errors import TemporaryError
-from core.models import Incident, IncidentId, IncidentStatus, ObjectRef, Severity, Signal
+from core.models import Incident, IncidentId, IncidentStatus, ObjectRef, Severity
 
 _MIGRATION_LOCK = 0x41_494F_5053  # "AIOPS"
 
@@ -40,17 +38,6 @@ def shipped_migrations() -> list[Migration]:
             version = int(entry.name.split("_", 1)[0])
             found.append(Migration(version, entry.name, entry.read_text(encoding="utf-8")))
     return sorted(found, key=lambda m: m.version)
-
-
-@dataclass(frozen=True)
-class IngestOutcome:
-    """What storing one signal did."""
-
-    duplicate: bool
-    incident_id: IncidentId | None = None
-    opened: bool = False
-    resolved: bool = False
-    escalated: bool = False
 
 
 def _json(value: Any) -> str:
@@ -78,15 +65,6 @@ def _incident(row: asyncpg.Record) -> Incident:
         updated_at=row["updated_at"],
         resolved_at=row["resolved_at"],
     )
-
-
-def signal_dedup_key(signal: Signal) -> str:
-    """A delivery of the same observation twice maps to the same key."""
-    when = (signal.starts_at or signal.observed_at).isoformat()
-    if signal.status.value == "resolved" or signal.source.value == "k8s":
-        # Watchers send only on change, so every k8s observation is news (a rising restart count).
-        when = signal.observed_at.isoformat()
-    return f"{signal.fingerprint}|{signal.status.value}|{when}"
 
 
 class PostgresStore:
@@ -151,159 +129,6 @@ class PostgresStore:
         except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError) as e:
             raise TemporaryError(f"PostgreSQL: {type(e).__name__}: {e}") from e
         return time.perf_counter() - started
-
-    async def ingest(
-        self,
-        signal: Signal,
-        *,
-        group_key: str,
-        rule: str,
-        severity: Severity,
-        title: str,
-        playbook: str | None,
-        now: datetime,
-    ) -> IngestOutcome:
-        """Store a signal and fold it into its incident, in one transaction."""
-        key = signal_dedup_key(signal)
-        obj = signal.object
-        async with self.pool.acquire() as conn, conn.transaction():
-            inserted = await conn.fetchval(
-                "INSERT INTO signals (dedup_key, fingerprint, source, reason, severity, status, namespace,"
-                " labels, body, observed_at, received_at)"
-                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8::jsonb,$9::jsonb,$10,$11)"
-                " ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key",
-                key,
-                signal.fingerprint,
-                signal.source.value,
-                signal.reason,
-                severity.value,
-                signal.status.value,
-                signal.namespace,
-                _json(signal.labels),
-                signal.model_dump_json(),
-                signal.observed_at,
-                now,
-            )
-            if inserted is None:
-                return IngestOutcome(duplicate=True)
-            if signal.firing:
-                row = await conn.fetchrow(
-                    "SELECT id, severity FROM incidents WHERE group_key = $1 AND status <> 'resolved' FOR UPDATE",
-                    group_key,
-                )
-                stale = await conn.fetchval(
-                    "SELECT 1 FROM signals WHERE fingerprint = $1 AND status = 'resolved' AND observed_at >= $2"
-                    " LIMIT 1",
-                    signal.fingerprint,
-                    signal.observed_at,
-                )
-                if stale:
-                    # Delivered out of order: this condition already recovered after it started.
-                    return IngestOutcome(duplicate=False)
-                opened = False
-                escalated = False
-                if row is None:
-                    # Two transactions may race to open the same group: the partial unique index
-                    # makes the loser's insert a no-op, and it then joins the winner's incident.
-                    new_id = await conn.fetchval(
-                        "INSERT INTO incidents (id, group_key, status, severity, title, rule, namespace,"
-                        " object_kind, object_name, labels, signal_count, playbook, opened_at, updated_at)"
-                        " VALUES ($1,$2,'open',$3,$4,$5,$6,$7,$8,$9::jsonb,1,$10,$11,$11)"
-                        " ON CONFLICT (group_key) WHERE status <> 'resolved' DO NOTHING RETURNING id",
-                        f"inc-{uuid.uuid4().hex[:10]}",
-                        group_key,
-                        severity.value,
-                        title,
-                        rule,
-                        signal.namespace,
-                        obj.kind if obj else None,
-                        obj.name if obj else None,
-                        _json(signal.labels),
-                        playbook,
-                        now,
-                    )
-                    if new_id is not None:
-                        incident_id = IncidentId(new_id)
-                        await self._event(conn, incident_id, "opened", {"rule": rule, "severity": severity.value}, now)
-                        opened = True
-                    else:
-                        row = await conn.fetchrow(
-                            "SELECT id, severity FROM incidents WHERE group_key = $1 AND status <> 'resolved'"
-                            " FOR UPDATE",
-                            group_key,
-                        )
-                if row is not None and not opened:
-                    incident_id = IncidentId(row["id"])
-                    current = Severity(row["severity"])
-                    escalated = severity.rank > current.rank
-                    await conn.execute(
-                        "UPDATE incidents SET signal_count = signal_count + 1, updated_at = $2,"
-                        " severity = $3 WHERE id = $1",
-                        incident_id,
-                        now,
-                        (severity if escalated else current).value,
-                    )
-                    if escalated:
-                        await self._event(
-                            conn, incident_id, "escalated", {"from": current.value, "to": severity.value}, now
-                        )
-                elif not opened:
-                    raise TemporaryError(f"incident group {group_key!r} changed concurrently; retry", delay=0.05)
-                await conn.execute("UPDATE signals SET incident_id = $2 WHERE dedup_key = $1", key, incident_id)
-                await self._event(
-                    conn,
-                    incident_id,
-                    "signal",
-                    {
-                        "fingerprint": signal.fingerprint,
-                        "status": "firing",
-                        "reason": signal.reason,
-                        "message": signal.message[:500],
-                    },
-                    now,
-                )
-                return IngestOutcome(duplicate=False, incident_id=incident_id, opened=opened, escalated=escalated)
-            # A recovery finds its incident by fingerprint, not by group key: rules may have been
-            # reloaded since the firing, which can change the key but not what fired.
-            row = await conn.fetchrow(
-                "SELECT i.id FROM incidents i JOIN signals s ON s.incident_id = i.id"
-                " WHERE s.fingerprint = $1 AND i.status <> 'resolved' LIMIT 1 FOR UPDATE OF i",
-                signal.fingerprint,
-            )
-            if row is None:
-                return IngestOutcome(duplicate=False)
-            incident_id = IncidentId(row["id"])
-            await conn.execute("UPDATE signals SET incident_id = $2 WHERE dedup_key = $1", key, incident_id)
-            await self._event(
-                conn, incident_id, "signal", {"fingerprint": signal.fingerprint, "status": "resolved"}, now
-            )
-            still_firing = await conn.fetchval(
-                "SELECT count(*) FROM (SELECT DISTINCT ON (fingerprint) status FROM signals"
-                " WHERE incident_id = $1 ORDER BY fingerprint, observed_at DESC, status ASC) latest"
-                " WHERE status = 'firing'",
-                incident_id,
-            )
-            if still_firing:
-                return IngestOutcome(duplicate=False, incident_id=incident_id)
-            await conn.execute(
-                "UPDATE incidents SET status = 'resolved', resolved_at = $2, updated_at = $2 WHERE id = $1",
-                incident_id,
-                now,
-            )
-            await self._event(conn, incident_id, "resolved", {"by": "recovery"}, now)
-            return IngestOutcome(duplicate=False, incident_id=incident_id, resolved=True)
-
-    @staticmethod
-    async def _event(
-        conn: asyncpg.Connection, incident_id: str, kind: str, detail: dict[str, Any], at: datetime
-    ) -> None:
-        await conn.execute(
-            "INSERT INTO incident_events (incident_id, kind, detail, at) VALUES ($1, $2, $3::jsonb, $4)",
-            incident_id,
-            kind,
-            _json(detail),
-            at,
-        )
 
     async def list_incidents(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -86,43 +86,6 @@ async def test_migrations_from_two_processes_at_once_apply_each_file_once(server
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-
-
-async def ingest(store: PostgresStore, s: Signal, key: str = "g1") -> object:
-    return await store.ingest(s, group_key=key, rule="r", severity=s.severity, title="t", playbook=None, now=NOW)
-
-
-async def test_same_signal_twice_is_stored_once_and_opens_one_incident(store: PostgresStore) -> None:
-    first = await ingest(store, sig("a"))
-    again = await ingest(store, sig("a"))
-    assert first.opened and again.duplicate
-    assert await store.count("incidents") == 1 and await store.count("signals") == 1
-
-
-async def test_concurrent_signals_of_one_group_open_exactly_one_incident(store: PostgresStore) -> None:
-    await asyncio.gather(*(ingest(store, sig(f"p{i}")) for i in range(20)))
-    (incident,) = await store.list_incidents()
-    assert incident.signal_count == 20
-
-
-async def test_incident_resolves_only_when_every_signal_recovered_even_out_of_order(store: PostgresStore) -> None:
-    later = NOW + timedelta(minutes=5)
-    await ingest(store, sig("a", "resolved", at=later))  # resolved delivered before its firing: stored, no incident
-    await ingest(store, sig("a"))
-    await ingest(store, sig("b"))
-    (incident,) = await store.list_incidents()
-    await ingest(store, sig("b", "resolved", at=later))
-    assert (await store.get_incident(incident.id)).status.value == "resolved"  # type: ignore[union-attr]
-    kinds = [e["kind"] for e in await store.timeline(incident.id)]
-    assert kinds[0] == "opened" and kinds[-1] == "resolved"
-
-
-async def test_higher_severity_escalates_the_open_incident(store: PostgresStore) -> None:
-    await ingest(store, sig("a"))
-    outcome = await ingest(store, sig("b", severity="critical"))
-    assert outcome.escalated
-    (incident,) = await store.list_incidents()
-    assert incident.severity is Severity.CRITICAL
 
 
 async def test_redis_store_prefixes_keys_and_claims_once(redis_url: str, redis_prefix: str) -> None:

@@ -1,0 +1,225 @@
+"""Applying the correlator's effects to PostgreSQL, idempotently, in one transaction.
+
+The rule engine writes its effects ahead to Redis, applies them here, then clears them;
+after a crash it applies the same effects again. So every statement here must be safe to
+run twice: incidents are inserted by the correlator's id with ``ON CONFLICT DO NOTHING``,
+signals by their dedup key, and timeline rows by an effect key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel
+
+from adapters.postgres import PostgresStore
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def encode_effect(effect: Any) -> dict[str, Any]:
+    """A JSON-safe dict of a correlator effect: ``{"type": ClassName, ...fields}``."""
+    return {"type": type(effect).__name__, **_plain(effect)}
+
+
+def dedup_key(signal: dict[str, Any]) -> str:
+    """A delivery of the same observation twice maps to the same key."""
+    when = signal.get("starts_at") or signal["observed_at"]
+    if signal.get("status") == "resolved" or signal.get("source") == "k8s":
+        # Watchers send only on change, so every k8s observation is news (a rising restart count).
+        when = signal["observed_at"]
+    return f"{signal['fingerprint']}|{signal.get('status', 'firing')}|{when}"
+
+
+def _js(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class IncidentWriter:
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def apply(self, effects: Sequence[dict[str, Any]], now: datetime, batch: str) -> None:
+        """Apply encoded effects; ``batch`` names this write so a replay adds no timeline rows twice."""
+        touched: set[str] = set()
+        async with self._store.pool.acquire() as conn, conn.transaction():
+            for index, effect in enumerate(effects):
+                kind = effect["type"]
+                effect_key = f"{batch}:{index}"
+                incident_id: str = effect.get("incident_id") or ""
+                if kind == "OpenIncident":
+                    obj = effect.get("object") or {}
+                    await conn.execute(
+                        "INSERT INTO incidents (id, group_key, status, severity, title, rule, namespace, object_kind,"
+                        " object_name, labels, signal_count, playbook, opened_at, updated_at)"
+                        " VALUES ($1,$2,'open',$3,$4,$5,$6,$7,$8,$9::jsonb,0,$10,$11,$11) ON CONFLICT (id) DO NOTHING",
+                        incident_id,
+                        effect["group_key"],
+                        effect["severity"],
+                        effect["title"][:500],
+                        effect["rule"],
+                        effect.get("namespace"),
+                        obj.get("kind"),
+                        obj.get("name"),
+                        _js(effect.get("labels") or {}),
+                        effect.get("playbook"),
+                        now,
+                    )
+                    await self._signal(conn, effect["signal"], incident_id, now)
+                    await self._event(
+                        conn,
+                        incident_id,
+                        "opened",
+                        {"rule": effect["rule"], "severity": effect["severity"]},
+                        now,
+                        effect_key,
+                    )
+                elif kind in ("AttachSignal", "ReopenIncident"):
+                    signal = effect["signal"]
+                    await self._signal(conn, signal, incident_id, now)
+                    if effect.get("moved_from"):
+                        await conn.execute(
+                            "UPDATE signals SET incident_id = $1 WHERE fingerprint = $2 AND incident_id = $3",
+                            incident_id,
+                            signal["fingerprint"],
+                            effect["moved_from"],
+                        )
+                        touched.add(effect["moved_from"])
+                    if kind == "ReopenIncident":
+                        await conn.execute(
+                            "UPDATE incidents SET status = 'open', resolved_at = NULL, updated_at = $2 WHERE id = $1",
+                            incident_id,
+                            now,
+                        )
+                        await self._event(conn, incident_id, "reopened", {}, now, effect_key)
+                    else:
+                        await self._event(
+                            conn,
+                            incident_id,
+                            "signal",
+                            {
+                                "fingerprint": signal["fingerprint"],
+                                "status": signal.get("status", "firing"),
+                                "reason": signal.get("reason"),
+                                "affected": effect.get("affected", False),
+                                "message": (signal.get("message") or "")[:300],
+                            },
+                            now,
+                            effect_key,
+                        )
+                elif kind == "EscalateIncident":
+                    await conn.execute(
+                        "UPDATE incidents SET severity = $2, updated_at = $3 WHERE id = $1",
+                        incident_id,
+                        effect["to_severity"],
+                        now,
+                    )
+                    await self._event(
+                        conn,
+                        incident_id,
+                        "escalated",
+                        {"from": effect["from_severity"], "to": effect["to_severity"]},
+                        now,
+                        effect_key,
+                    )
+                elif kind == "AcknowledgeIncident":
+                    await conn.execute(
+                        "UPDATE incidents SET status = 'acknowledged', updated_at = $2"
+                        " WHERE id = $1 AND status = 'open'",
+                        incident_id,
+                        now,
+                    )
+                    await self._event(conn, incident_id, "acknowledged", {"by": effect["who"]}, now, effect_key)
+                elif kind == "ResolveIncident":
+                    await conn.execute(
+                        "UPDATE incidents SET status = 'resolved', resolved_at = $2, updated_at = $2 WHERE id = $1",
+                        incident_id,
+                        now,
+                    )
+                    await self._event(
+                        conn,
+                        incident_id,
+                        "resolved",
+                        {"reason": effect["reason"], "merged_into": effect.get("merged_into")},
+                        now,
+                        effect_key,
+                    )
+                elif kind == "Notify":
+                    await self._event(
+                        conn,
+                        incident_id,
+                        f"notify:{effect['kind']}",
+                        {
+                            "summary": effect.get("summary"),
+                            "routes": effect.get("routes"),
+                            "severity": effect.get("severity"),
+                        },
+                        now,
+                        effect_key,
+                    )
+                if incident_id:
+                    touched.add(incident_id)
+            for incident_id in touched:
+                await conn.execute(
+                    "UPDATE incidents SET signal_count = (SELECT count(DISTINCT fingerprint) FROM signals"
+                    " WHERE incident_id = $1), updated_at = GREATEST(updated_at, $2) WHERE id = $1",
+                    incident_id,
+                    now,
+                )
+
+    @staticmethod
+    async def _signal(conn: Any, signal: dict[str, Any], incident_id: str, now: datetime) -> None:
+        await conn.execute(
+            "INSERT INTO signals (dedup_key, fingerprint, incident_id, source, reason, severity, status, namespace,"
+            " labels, body, observed_at, received_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9::jsonb,$10::jsonb,$11,$12)"
+            " ON CONFLICT (dedup_key) DO UPDATE SET incident_id = EXCLUDED.incident_id",
+            dedup_key(signal),
+            signal["fingerprint"],
+            incident_id,
+            signal["source"],
+            signal["reason"],
+            signal["severity"],
+            signal.get("status", "firing"),
+            (signal.get("object") or {}).get("namespace") or (signal.get("labels") or {}).get("namespace"),
+            _js(signal.get("labels") or {}),
+            _js(signal),
+            _ts(signal["observed_at"]),
+            now,
+        )
+
+    @staticmethod
+    async def _event(
+        conn: Any, incident_id: str, kind: str, detail: dict[str, Any], at: datetime, effect_key: str
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO incident_events (incident_id, kind, detail, at, effect_key) VALUES ($1,$2,$3::jsonb,$4,$5)"
+            " ON CONFLICT (effect_key) DO NOTHING",
+            incident_id,
+            kind,
+            _js(detail),
+            at,
+            effect_key,
+        )
