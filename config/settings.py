@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     watch_resync_seconds: float | None = Field(default=None, ge=1, validation_alias=_env("AIOPS_WATCH_RESYNC_SECONDS"))
     db_pool_max: int = Field(default=5, ge=1, le=100, validation_alias=_env("AIOPS_DB_POOL_MAX"))
 
+    # -- root-cause analysis and the LLM (actors/rca.py, adapters/llm.py) --------------------
+    llm_model: str = Field(default="claude-sonnet-4-5", min_length=1, validation_alias=_env("AIOPS_LLM_MODEL"))
+    llm_timeout_seconds: float = Field(default=20.0, gt=0, le=600, validation_alias=_env("AIOPS_LLM_TIMEOUT_SECONDS"))
+    llm_max_tokens: int = Field(default=1500, ge=64, le=64_000, validation_alias=_env("AIOPS_LLM_MAX_TOKENS"))
+    llm_concurrency: int = Field(default=2, ge=1, le=64, validation_alias=_env("AIOPS_LLM_CONCURRENCY"))
+    rca_workers: int = Field(default=2, ge=1, le=64, validation_alias=_env("AIOPS_RCA_WORKERS"))
+
     @model_validator(mode="after")
     def _no_placeholders(self) -> Settings:
         if self.dev_mode:

@@ -82,7 +82,9 @@ TOOLS: Mapping[str, ToolInfo] = MappingProxyType(
         "list_nodes": ToolInfo(Risk.READ, cluster_scoped=True),
         "get_node": ToolInfo(Risk.READ, cluster_scoped=True, required=("name",)),
         "list_events": ToolInfo(Risk.READ, required=_NS, optional=("name", "kind")),
-        "pod_logs": ToolInfo(Risk.READ, required=_NS_NAME, optional=("container", "tail_lines", "previous")),
+        "pod_logs": ToolInfo(
+            Risk.READ, required=_NS_NAME, optional=("container", "tail_lines", "previous", "since_seconds")
+        ),
         "rollout_history": ToolInfo(Risk.READ, required=_NS_NAME, optional=("kind",)),
         "resource_usage": ToolInfo(Risk.READ, required=_NS, optional=("name",)),
         # mutating

@@ -12,8 +12,9 @@ import pytest
 
 from actors import remote
 from tests.e2e.conftest import Platform
+from tests.helpers import wait_until
 from tests.payloads import am_alert, am_payload
-from tests.servers.processes import RedisProcess, wait_until
+from tests.servers.processes import RedisProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -144,14 +145,14 @@ def test_health_reports_redis_down_and_recovers_when_it_is_back(platform: Platfo
             except (httpx.HTTPError, ValueError, KeyError):
                 return "unreachable"
 
-        wait_until(lambda: redis_status() == "ok", timeout=60, what="redis ok")
+        wait_until(lambda: redis_status() == "ok", timeout=60, message="redis ok")
         redis.stop()
-        wait_until(lambda: redis_status() == "down", timeout=30, what="redis reported down")
+        wait_until(lambda: redis_status() == "down", timeout=30, message="redis reported down")
         down = httpx.get(url, timeout=10.0).json()
         assert down["status"] == "degraded" and down["subsystems"]["redis"]["error"]
         assert httpx.get(platform.base_url + "/redis-fault/ready", timeout=10.0).status_code == 503
         redis.start()
-        wait_until(lambda: redis_status() == "ok", timeout=30, what="redis recovered")
+        wait_until(lambda: redis_status() == "ok", timeout=30, message="redis recovered")
     finally:
         serve.delete("ops-redis-fault")
         redis.stop()

@@ -5,25 +5,15 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from tests.helpers import wait_until
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], bool], *, timeout: float = 10.0, interval: float = 0.05, what: str = "") -> None:
-    """Poll ``predicate`` until true; AssertionError naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
 
 
 def redis_server_binary() -> str:
@@ -66,7 +56,7 @@ class RedisProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_until(self.answers, timeout=10.0, what=f"redis on port {self.port}")
+        wait_until(self.answers, timeout=10.0, message=f"redis on port {self.port}")
         return self
 
     def answers(self) -> bool:
