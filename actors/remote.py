@@ -29,9 +29,48 @@ _COMMON: dict[str, Any] = {
 
 
 def rule_engine(settings: Settings, rules_path: str | None = None) -> Any:
-    """Handle to ``aiops-rules``, created on first use."""
+    """Handle to ``aiops-rules``, created on first use, feeding the RCA pool."""
+    existing_handle = existing(RULE_ENGINE)
+    if existing_handle is not None:
+        return existing_handle
     cls = ray.remote(RuleEngine)
-    return cls.options(name=RULE_ENGINE, max_concurrency=64, **_COMMON).remote(settings, rules_path)
+    return cls.options(name=RULE_ENGINE, max_concurrency=64, **_COMMON).remote(
+        settings, rules_path, rca=rca_pool(settings)
+    )
+
+
+def rca_worker_name(index: int) -> str:
+    return f"aiops-rca-{index}"
+
+
+def rca_worker(settings: Settings, index: int) -> Any:
+    """Handle to ``aiops-rca-<index>``, one worker of the RCA pool."""
+    from actors.rca import RcaWorker
+
+    cls = ray.remote(RcaWorker)
+    return cls.options(name=rca_worker_name(index), max_concurrency=8, **_COMMON).remote(settings)
+
+
+class RcaPool:
+    """Round-robin hand-off of new incidents to the RCA workers (fire and forget)."""
+
+    def __init__(self, handles: list[Any]) -> None:
+        self._handles = handles
+        self._next = 0
+
+    def submit(self, incident: dict[str, Any]) -> None:
+        if not self._handles:
+            return
+        handle = self._handles[self._next % len(self._handles)]
+        self._next += 1
+        handle.analyze.remote(incident)
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+
+def rca_pool(settings: Settings) -> RcaPool:
+    return RcaPool([rca_worker(settings, i) for i in range(settings.rca_workers)])
 
 
 def existing(name: str) -> Any | None:

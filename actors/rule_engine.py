@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from actors.stores import Stores
 from adapters.incident_store import IncidentWriter, encode_effect
@@ -96,6 +96,28 @@ def summarize(received: int, effects: Sequence[Any]) -> IngestSummary:
     return summary
 
 
+class RcaSink(Protocol):
+    """Where new incidents go for root-cause analysis (``actors/remote.py`` provides the pool)."""
+
+    def submit(self, incident: dict[str, Any]) -> None: ...
+
+
+def rca_request(effect: OpenIncident) -> dict[str, Any]:
+    """What an RCA worker needs to know about a newly opened incident."""
+    signal = effect.signal
+    return {
+        "id": effect.incident_id,
+        "reason": signal.reason,
+        "object": signal.object.model_dump(mode="json") if signal.object else None,
+        "owners": [o.model_dump(mode="json") for o in signal.owners],
+        "node": signal.node,
+        "labels": dict(signal.labels),
+        "annotations": dict(signal.annotations),
+        "source": signal.source.value,
+        "message": signal.message,
+    }
+
+
 class RuleEngine:
     def __init__(
         self,
@@ -103,9 +125,11 @@ class RuleEngine:
         rules_path: str | None = None,
         *,
         clock: Callable[[], datetime] = _utcnow,
+        rca: RcaSink | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
+        self._rca = rca
         self._rules_path = rules_path or settings.rules_file
         self._rules: RuleSet = load_rules(self._rules_path)
         self._correlator = Correlator(self._rules)
@@ -161,6 +185,11 @@ class RuleEngine:
         for effect in effects:
             if isinstance(effect, OpenIncident):
                 self._metrics.incidents_opened.labels(severity=effect.severity.value).inc()
+                if self._rca is not None:
+                    try:
+                        self._rca.submit(rca_request(effect))
+                    except Exception as e:  # noqa: BLE001 - RCA is best effort; the incident is stored
+                        log.warning("RCA hand-off failed for %s: %s", effect.incident_id, e)
             elif isinstance(effect, ResolveIncident):
                 self._metrics.incidents_resolved.labels(reason=effect.reason.value).inc()
         self._schedule_tick()

@@ -205,6 +205,14 @@ class Watcher:
                 await self._redis.set_json(self._state_key(), sent)
         return len(signals)
 
+    async def health(self) -> dict[str, Any]:
+        """``status()`` plus a verdict: degraded while any stream is down or forbidden."""
+        status = self.status()
+        broken = [i for i in status["informers"] if i["forbidden"] or not i["connected"]]
+        status["degraded"] = bool(broken) or not self._started
+        status["problems"] = [f"{i['kind']}: {i['last_error'] or 'not connected'}" for i in broken][:5]
+        return status
+
     def status(self) -> dict[str, Any]:
         return {
             "scope": self.scope,
@@ -327,6 +335,12 @@ class WatcherSupervisor:
                 log.warning("watch supervisor reconcile failed: %s", self._last_error)
                 await asyncio.sleep(self._interval)
                 self._changed.set()
+
+    async def health(self) -> dict[str, Any]:
+        status = self.status()
+        informer = status["namespace_informer"] or {}
+        status["degraded"] = bool(self._last_error) or not informer.get("connected", False)
+        return status
 
     def status(self) -> dict[str, Any]:
         return {

@@ -20,6 +20,7 @@ from ray import serve
 from actors import remote
 from actors.stores import Stores
 from adapters.metrics import IngressMetrics
+from adapters.rca_store import RcaStore
 from config.settings import Settings
 from core.errors import AiopsError, NotFound, TemporaryError
 from deployments.http import check_token, error_response
@@ -61,9 +62,10 @@ class OpsIngressImpl:
             return {"name": name, "status": "down", "error": f"no answer within {_ACTOR_TIMEOUT}s"}
         except (ray.exceptions.RayError, AiopsError) as e:
             return {"name": name, "status": "down", "error": f"{type(e).__name__}: {str(e)[:300]}"}
+        degraded = isinstance(detail, dict) and detail.get("degraded")
         return {
             "name": name,
-            "status": "ok",
+            "status": "degraded" if degraded else "ok",
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
             "detail": detail,
         }
@@ -77,14 +79,25 @@ class OpsIngressImpl:
         return {"name": name, "status": "ok", "latency_ms": round(latency * 1000, 2)}
 
     async def _health(self) -> dict[str, Any]:
-        checks = await asyncio.gather(
+        """Stores, the rule engine, and every other ``aiops-*`` actor alive in the cluster."""
+        calls = [
             self._check_store("postgres"),
             self._check_store("redis"),
             self._check_actor(remote.RULE_ENGINE, self._engine.health.remote()),
-        )
+        ]
+        try:
+            others = [n for n in remote.actor_names() if n != remote.RULE_ENGINE]
+        except ray.exceptions.RayError:
+            others = []
+        for name in others:
+            handle = remote.existing(name)
+            if handle is not None:
+                calls.append(self._check_actor(name, handle.health.remote()))
+        checks = await asyncio.gather(*calls)
         subsystems = {c.pop("name"): c for c in checks}
         overall = "ok" if all(c["status"] == "ok" for c in subsystems.values()) else "degraded"
-        return {"status": overall, "subsystems": subsystems}
+        core_ok = all(subsystems[n]["status"] == "ok" for n in ("postgres", "redis", remote.RULE_ENGINE))
+        return {"status": overall, "ready": core_ok, "subsystems": subsystems}
 
     @api.get("/health")
     async def health(self) -> JSONResponse:
@@ -93,7 +106,7 @@ class OpsIngressImpl:
     @api.get("/ready")
     async def ready(self) -> JSONResponse:
         report = await self._health()
-        return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
     @api.get("/metrics")
     async def metrics(self) -> PlainTextResponse:
@@ -132,9 +145,20 @@ class OpsIngressImpl:
             if found is None:
                 raise NotFound(f"no incident {incident_id!r}")
             timeline = await stores.postgres.timeline(incident_id)
+            report = await RcaStore(stores.postgres).latest(incident_id)
         except AiopsError as e:
             return error_response(e)
-        return JSONResponse({**_incident_json(found), "timeline": timeline})
+        rca = None
+        if report is not None:
+            rca = {
+                "mode": report.mode,
+                "category": report.category,
+                "confidence": report.confidence,
+                "summary": report.summary,
+                "report": report.body,
+                "created_at": report.created_at.isoformat(),
+            }
+        return JSONResponse({**_incident_json(found), "timeline": timeline, "rca": rca})
 
 
 # Applied as a call so type checkers keep seeing the plain class above.

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from adapters.sandbox import BackgroundSandbox
 from config.settings import Settings
+from tests.integration.conftest import fast_demo_scenario
 from tests.servers.processes import free_port
 
 AM_TOKEN = "e2e-alertmanager-token-9f2c"
@@ -24,6 +26,7 @@ class Platform:
     base_url: str
     settings: Settings
     database_url: str
+    sandbox: BackgroundSandbox
 
     def am_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {AM_TOKEN}"}
@@ -46,9 +49,12 @@ def platform(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPat
         redis_prefix="aiops-e2e:",
         max_body_bytes=1024 * 1024,
     )
+    sandbox = BackgroundSandbox(fast_demo_scenario(), bookmark_interval=0.5).start()
+    settings = settings.model_copy(update={"kubeconfig": str(sandbox.kubeconfig_path)})
     launcher.init_ray(num_cpus=2, dashboard=False)
     try:
         base = launcher.deploy(settings, port=free_port())
-        yield Platform(base_url=base, settings=settings, database_url=database_url)
+        yield Platform(base_url=base, settings=settings, database_url=database_url, sandbox=sandbox)
     finally:
         launcher.shutdown()
+        sandbox.stop()

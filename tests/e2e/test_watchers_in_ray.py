@@ -1,0 +1,90 @@
+"""The proactive loop under Ray: supervisor -> watcher actors -> rule engine -> RCA worker pool.
+
+The sandbox cluster of the e2e session plays Kubernetes; every hop is a real Ray actor and
+the assertions read the platform's own HTTP API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import ray
+
+from actors import remote
+from tests.e2e.conftest import Platform
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def watching(platform: Platform) -> Iterator[Any]:
+    supervisor = remote.watch_supervisor(platform.settings)
+    yield supervisor
+    for name in remote.actor_names():
+        if name.startswith("aiops-watch"):
+            handle = remote.existing(name)
+            if handle is not None:
+                with contextlib.suppress(ray.exceptions.RayError):
+                    ray.get(handle.stop.remote(), timeout=20)
+            remote.kill(name, restart=False)
+
+
+def incidents(platform: Platform, namespace: str) -> list[dict[str, Any]]:
+    answer = httpx.get(
+        f"{platform.base_url}/api/incidents?namespace={namespace}&limit=100", headers=platform.ops_headers(), timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["incidents"])
+
+
+def detail(platform: Platform, incident_id: str) -> dict[str, Any]:
+    answer = httpx.get(f"{platform.base_url}/api/incidents/{incident_id}", headers=platform.ops_headers(), timeout=10)
+    return dict(answer.json())
+
+
+def test_watcher_actors_turn_the_sandbox_oom_loop_into_an_incident_with_an_rca_report(
+    platform: Platform, watching: Any
+) -> None:
+    wait_until(
+        lambda: any(n == "aiops-watch-production" for n in remote.actor_names()),
+        timeout=60,
+        message="a watcher actor for production",
+    )
+    found = wait_until(
+        lambda: [i for i in incidents(platform, "production") if "checkout" in i["title"]],
+        timeout=60,
+        message="an incident for the OOM crash loop of checkout",
+    )
+    incident_id = found[0]["id"]
+    report = wait_until(
+        lambda: detail(platform, incident_id).get("rca"),
+        timeout=60,
+        interval=0.2,
+        message="an RCA report attached to the incident",
+    )
+    assert report["category"] == "memory_limit", report
+    assert "128Mi" in str(report["report"])
+    health = httpx.get(platform.base_url + "/health", timeout=10).json()
+    assert "aiops-watchers" in health["subsystems"] and "aiops-watch-production" in health["subsystems"]
+    assert health["subsystems"]["aiops-watch-production"]["status"] == "ok"
+
+
+def test_a_killed_watcher_actor_is_restarted_by_ray_and_resumes_watching(platform: Platform, watching: Any) -> None:
+    wait_until(lambda: "aiops-watch-staging" in remote.actor_names(), timeout=60, message="staging watcher")
+    handle = remote.existing("aiops-watch-staging")
+    wait_until(lambda: ray.get(handle.status.remote())["started"], timeout=30, message="staging watcher started")
+    remote.kill("aiops-watch-staging", restart=True)
+    wait_until(lambda: _started(handle), timeout=60, interval=0.5, message="the restarted watcher running again")
+
+
+def _started(handle: Any) -> bool:
+    try:
+        status = ray.get(handle.status.remote(), timeout=5)
+    except ray.exceptions.RayError:
+        return False
+    return bool(status["started"]) and all(i["synced"] for i in status["informers"][:1])
