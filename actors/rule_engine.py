@@ -38,7 +38,7 @@ from core.correlation import (
     Suppressed,
     Tick,
 )
-from core.errors import TemporaryError
+from core.errors import ConfigError, TemporaryError
 from core.models import Signal
 from core.rules import RuleSet
 
@@ -140,6 +140,7 @@ class RuleEngine:
         self._lock = asyncio.Lock()
         self._tick: asyncio.Task[None] | None = None
         self._closing = False
+        self._reload_error: str | None = None
         self._metrics = RuleEngineMetrics()
         self._started_at = time.time()
 
@@ -244,12 +245,19 @@ class RuleEngine:
             self._schedule_tick()
 
     def reload_rules(self, rules_path: str | None = None, rules_text: str | None = None) -> list[str]:
-        """Swap in new rules; on any error keep the old ones and raise ConfigError."""
-        if rules_text is not None:
-            new = rules_from_text(rules_text, rules_path or "<rules>")
-        else:
-            new = load_rules(rules_path or self._rules_path)
+        """Swap in new rules; on any error keep the old ones, remember why, and raise ConfigError."""
+        try:
+            if rules_text is not None:
+                new = rules_from_text(rules_text, rules_path or "<rules>")
+            else:
+                new = load_rules(rules_path or self._rules_path)
+        except ConfigError as e:
+            self._reload_error = str(e)[:2000]
+            log.error("rules reload refused, keeping %d old rules: %s", len(self._rules.rules), e)
+            raise
+        if rules_text is None:
             self._rules_path = rules_path or self._rules_path
+        self._reload_error = None
         self._rules = new
         self._correlator = Correlator(new)
         log.info("rules reloaded: %d rules", len(new.rules))
@@ -263,6 +271,8 @@ class RuleEngine:
         status: dict[str, Any] = {
             "rules": len(self._rules.rules),
             "active_incidents": len(self._state.active_groups()),
+            "rules_file": self._rules_path or "shipped default",
+            "rules_reload_error": self._reload_error,
             "uptime_s": round(time.time() - self._started_at),
         }
         try:

@@ -24,26 +24,14 @@ from typing import Any, Protocol
 from adapters.kube import EventType, Informer, KubeClient, WatchEvent
 from adapters.redis import RedisStore
 from config.settings import Settings
-from core.detectors import Finding, detect_all
+from core.detectors import CLUSTER_INPUT_KINDS, NAMESPACED_INPUT_KINDS, Finding, detect_all
 from core.errors import TemporaryError
 from core.models import Signal, SignalStatus
 
 log = logging.getLogger(__name__)
 
-NAMESPACED_KINDS = (
-    "Pod",
-    "Deployment",
-    "ReplicaSet",
-    "StatefulSet",
-    "DaemonSet",
-    "Job",
-    "CronJob",
-    "PersistentVolumeClaim",
-    "Service",
-    "Endpoints",
-    "Event",
-)
-CLUSTER_KINDS = ("Node",)
+NAMESPACED_KINDS = NAMESPACED_INPUT_KINDS
+CLUSTER_KINDS = CLUSTER_INPUT_KINDS
 CLUSTER_SCOPE = "cluster"
 
 

@@ -9,10 +9,12 @@ text reloads them in place.
 
 # No "from __future__ import annotations": FastAPI must see real types on route methods.
 
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+import ray
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
@@ -24,6 +26,7 @@ from config.settings import Settings
 from core.errors import AiopsError
 from deployments.http import check_token, error_response, read_body
 
+log = logging.getLogger(__name__)
 api = FastAPI(title="ray-aiops alerts", version="0.1.0")
 
 
@@ -42,7 +45,12 @@ class AlertsIngressImpl:
         version = f"{rules_path}|{hash(rules_text)}|{config.get('version', '')}"
         if version == self._rules_version or (rules_path is None and rules_text is None):
             return
-        await self._engine.reload_rules.remote(rules_path, rules_text)
+        try:
+            await self._engine.reload_rules.remote(rules_path, rules_text)
+        except ray.exceptions.RayTaskError as e:
+            # Refused: the rule engine keeps its old rules and reports why in /health.
+            log.error("rules in user_config refused: %s", e)
+            return
         self._rules_version = version
 
     @api.post("/webhook", status_code=200)

@@ -152,34 +152,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port, keep=args.keep, data_dir=args.data_dir)
 
 
-SCAN_KINDS = (
-    "Pod",
-    "Deployment",
-    "ReplicaSet",
-    "StatefulSet",
-    "DaemonSet",
-    "Job",
-    "CronJob",
-    "PersistentVolumeClaim",
-    "Service",
-    "Endpoints",
-    "Event",
-    "Node",
-)
-
-
 def cmd_scan(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from adapters.kube import KubeClient
-    from core.detectors import detect_all
+    from core.detectors import CLUSTER_INPUT_KINDS, NAMESPACED_INPUT_KINDS, detect_all
 
     client = KubeClient.from_kubeconfig(args.kubeconfig or os.environ.get("KUBECONFIG"))
     try:
         objects: list[dict[str, object]] = []
         events: list[dict[str, object]] = []
-        for kind in SCAN_KINDS:
-            namespace = None if kind == "Node" else args.namespace
+        for kind in (*NAMESPACED_INPUT_KINDS, *CLUSTER_INPUT_KINDS):
+            namespace = None if kind in CLUSTER_INPUT_KINDS else args.namespace
             items, _ = client.list(kind, namespace)
             for item in items:
                 item = {**item, "kind": item.get("kind") or kind}

@@ -64,6 +64,23 @@ from core.detectors.workloads import (
 
 logger = logging.getLogger(__name__)
 
+# What a watcher (or ``aiops scan``) must list to feed the detectors: namespaced kinds,
+# plus Endpoints for Service checks and Events for probe/mount failures; and cluster kinds.
+NAMESPACED_INPUT_KINDS: tuple[str, ...] = (
+    "Pod",
+    "Deployment",
+    "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "PersistentVolumeClaim",
+    "Service",
+    "Endpoints",
+    "Event",
+)
+CLUSTER_INPUT_KINDS: tuple[str, ...] = ("Node",)
+
 SUPPORTED_KINDS: frozenset[str] = frozenset(
     {
         "Pod",
@@ -187,6 +204,8 @@ def detect_all(
 
 
 __all__ = [
+    "CLUSTER_INPUT_KINDS",
+    "NAMESPACED_INPUT_KINDS",
     "SUPPORTED_KINDS",
     "Finding",
     "OwnersIndex",

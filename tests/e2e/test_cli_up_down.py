@@ -18,6 +18,7 @@ import psutil
 import pytest
 import yaml
 
+from tests.helpers import wait_until
 from tests.payloads import am_alert, am_payload
 from tests.servers.processes import free_port
 
@@ -80,6 +81,42 @@ def test_up_deploys_the_serve_config_and_down_stops_only_what_up_started(
     processes = our_ray_processes(data_dir)
     assert processes, "up started no Ray processes of its own"
 
+    # serve deploy with changed rules: reloaded in place, incidents kept; invalid rules refused.
+    before = httpx.get(
+        base + "/api/incidents", headers={"Authorization": f"Bearer {tokens['OPS_API_TOKEN']}"}, timeout=10
+    ).json()["count"]
+    rules = yaml.safe_load((REPO / "config" / "rules.yaml").read_text())
+    rules["rules"].insert(0, {"name": "drop-me", "match": {"reason": ["DropMe"]}, "drop": True})
+    rules_path = config_path.parent / "rules.yaml"
+    rules_path.write_text(yaml.safe_dump(rules))
+    deploy_with_rules(env, config_path, data_dir, rules_path)
+    drop_me = am_payload(am_alert("DropMe", "up-drop-1", namespace="up", pod="p-2", test="up"))
+
+    def dropped() -> bool:
+        answer = httpx.post(
+            base + "/api/alert/webhook",
+            json=drop_me,
+            headers={"Authorization": f"Bearer {tokens['ALERTMANAGER_TOKEN']}"},
+            timeout=30,
+        )
+        return answer.status_code == 200 and answer.json()["dropped"] == 1
+
+    wait_until(dropped, timeout=120, interval=1.0, message="the new drop rule to take effect")
+    broken = config_path.parent / "broken-rules.yaml"
+    broken.write_text("rules:\n  - name: x\n    match: {severity: [urgent]}\n")
+    deploy_with_rules(env, config_path, data_dir, broken)
+
+    def refused() -> bool:
+        detail = httpx.get(base + "/health", timeout=10).json()["subsystems"]["aiops-rules"].get("detail") or {}
+        return bool(detail.get("rules_reload_error"))
+
+    wait_until(refused, timeout=120, interval=1.0, message="the invalid rules to be refused and reported")
+    assert dropped(), "the old rules must stay after a refused reload"
+    after = httpx.get(
+        base + "/api/incidents", headers={"Authorization": f"Bearer {tokens['OPS_API_TOKEN']}"}, timeout=10
+    ).json()["count"]
+    assert after == before
+
     again = subprocess.run(
         [AIOPS, "up", "--config", str(config_path)], env=env, capture_output=True, text=True, timeout=300, check=False
     )
@@ -94,6 +131,25 @@ def test_up_deploys_the_serve_config_and_down_stops_only_what_up_started(
     assert not alive, [p.pid for p in alive]
     with pytest.raises(httpx.HTTPError):
         httpx.get(base + "/health", timeout=3)
+
+
+def deploy_with_rules(env: dict[str, str], config_path: Path, data_dir: Path, rules_path: Path) -> None:
+    config = yaml.safe_load(config_path.read_text())
+    for app in config["applications"]:
+        if app["name"] == "alerts":
+            app["deployments"][0]["user_config"] = {"rules_file": str(rules_path)}
+    config_path.write_text(yaml.safe_dump(config))
+    dashboard = json.loads((data_dir / "ray.json").read_text())["dashboard"]
+    serve = str(Path(sys.executable).parent / "serve")
+    result = subprocess.run(
+        [serve, "deploy", str(config_path), "-a", dashboard],
+        env={**env, "RAY_AUTH_MODE": "token"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_up_with_an_unreadable_serve_config_fails_cleanly(tmp_path: Path) -> None:
