@@ -63,19 +63,28 @@ class IncidentWriter:
         self._store = store
 
     async def apply(self, effects: Sequence[dict[str, Any]], now: datetime, batch: str) -> None:
-        """Apply encoded effects; ``batch`` names this write so a replay adds no timeline rows twice."""
+        """Apply encoded effects; ``batch`` names this write so a replay adds no timeline rows twice.
+
+        Statements of one kind are sent together (``executemany`` pipelines them), in an order
+        that respects foreign keys and the effects' own order: incidents, signals, signal moves,
+        status changes (in effect order), timeline rows, then the signal counts.
+        """
+        incidents: list[tuple[Any, ...]] = []
+        signals: list[tuple[Any, ...]] = []
+        moves: list[tuple[Any, ...]] = []
+        updates: list[tuple[str, tuple[Any, ...]]] = []
+        events: list[tuple[Any, ...]] = []
         touched: set[str] = set()
-        async with self._store.pool.acquire() as conn, conn.transaction():
-            for index, effect in enumerate(effects):
-                kind = effect["type"]
-                effect_key = f"{batch}:{index}"
-                incident_id: str = effect.get("incident_id") or ""
-                if kind == "OpenIncident":
-                    obj = effect.get("object") or {}
-                    await conn.execute(
-                        "INSERT INTO incidents (id, group_key, status, severity, title, rule, namespace, object_kind,"
-                        " object_name, labels, signal_count, playbook, opened_at, updated_at)"
-                        " VALUES ($1,$2,'open',$3,$4,$5,$6,$7,$8,$9::jsonb,0,$10,$11,$11) ON CONFLICT (id) DO NOTHING",
+        for index, effect in enumerate(effects):
+            kind = effect["type"]
+            key = f"{batch}:{index}"
+            incident_id: str = effect.get("incident_id") or ""
+            if incident_id:
+                touched.add(incident_id)
+            if kind == "OpenIncident":
+                obj = effect.get("object") or {}
+                incidents.append(
+                    (
                         incident_id,
                         effect["group_key"],
                         effect["severity"],
@@ -88,36 +97,25 @@ class IncidentWriter:
                         effect.get("playbook"),
                         now,
                     )
-                    await self._signal(conn, effect["signal"], incident_id, now)
-                    await self._event(
-                        conn,
-                        incident_id,
-                        "opened",
-                        {"rule": effect["rule"], "severity": effect["severity"]},
-                        now,
-                        effect_key,
+                )
+                signals.append(self._signal_row(effect["signal"], incident_id, now))
+                events.append(
+                    _event_row(
+                        incident_id, "opened", {"rule": effect["rule"], "severity": effect["severity"]}, now, key
                     )
-                elif kind in ("AttachSignal", "ReopenIncident"):
-                    signal = effect["signal"]
-                    await self._signal(conn, signal, incident_id, now)
-                    if effect.get("moved_from"):
-                        await conn.execute(
-                            "UPDATE signals SET incident_id = $1 WHERE fingerprint = $2 AND incident_id = $3",
-                            incident_id,
-                            signal["fingerprint"],
-                            effect["moved_from"],
-                        )
-                        touched.add(effect["moved_from"])
-                    if kind == "ReopenIncident":
-                        await conn.execute(
-                            "UPDATE incidents SET status = 'open', resolved_at = NULL, updated_at = $2 WHERE id = $1",
-                            incident_id,
-                            now,
-                        )
-                        await self._event(conn, incident_id, "reopened", {}, now, effect_key)
-                    else:
-                        await self._event(
-                            conn,
+                )
+            elif kind in ("AttachSignal", "ReopenIncident"):
+                signal = effect["signal"]
+                signals.append(self._signal_row(signal, incident_id, now))
+                if effect.get("moved_from"):
+                    moves.append((incident_id, signal["fingerprint"], effect["moved_from"]))
+                    touched.add(effect["moved_from"])
+                if kind == "ReopenIncident":
+                    updates.append((_REOPEN, (incident_id, now)))
+                    events.append(_event_row(incident_id, "reopened", {}, now, key))
+                else:
+                    events.append(
+                        _event_row(
                             incident_id,
                             "signal",
                             {
@@ -128,48 +126,37 @@ class IncidentWriter:
                                 "message": (signal.get("message") or "")[:300],
                             },
                             now,
-                            effect_key,
+                            key,
                         )
-                elif kind == "EscalateIncident":
-                    await conn.execute(
-                        "UPDATE incidents SET severity = $2, updated_at = $3 WHERE id = $1",
-                        incident_id,
-                        effect["to_severity"],
-                        now,
                     )
-                    await self._event(
-                        conn,
+            elif kind == "EscalateIncident":
+                updates.append((_ESCALATE, (incident_id, effect["to_severity"], now)))
+                events.append(
+                    _event_row(
                         incident_id,
                         "escalated",
                         {"from": effect["from_severity"], "to": effect["to_severity"]},
                         now,
-                        effect_key,
+                        key,
                     )
-                elif kind == "AcknowledgeIncident":
-                    await conn.execute(
-                        "UPDATE incidents SET status = 'acknowledged', updated_at = $2"
-                        " WHERE id = $1 AND status = 'open'",
-                        incident_id,
-                        now,
-                    )
-                    await self._event(conn, incident_id, "acknowledged", {"by": effect["who"]}, now, effect_key)
-                elif kind == "ResolveIncident":
-                    await conn.execute(
-                        "UPDATE incidents SET status = 'resolved', resolved_at = $2, updated_at = $2 WHERE id = $1",
-                        incident_id,
-                        now,
-                    )
-                    await self._event(
-                        conn,
+                )
+            elif kind == "AcknowledgeIncident":
+                updates.append((_ACK, (incident_id, now)))
+                events.append(_event_row(incident_id, "acknowledged", {"by": effect["who"]}, now, key))
+            elif kind == "ResolveIncident":
+                updates.append((_RESOLVE, (incident_id, now)))
+                events.append(
+                    _event_row(
                         incident_id,
                         "resolved",
                         {"reason": effect["reason"], "merged_into": effect.get("merged_into")},
                         now,
-                        effect_key,
+                        key,
                     )
-                elif kind == "Notify":
-                    await self._event(
-                        conn,
+                )
+            elif kind == "Notify":
+                events.append(
+                    _event_row(
                         incident_id,
                         f"notify:{effect['kind']}",
                         {
@@ -178,24 +165,27 @@ class IncidentWriter:
                             "severity": effect.get("severity"),
                         },
                         now,
-                        effect_key,
+                        key,
                     )
-                if incident_id:
-                    touched.add(incident_id)
-            for incident_id in touched:
-                await conn.execute(
-                    "UPDATE incidents SET signal_count = (SELECT count(DISTINCT fingerprint) FROM signals"
-                    " WHERE incident_id = $1), updated_at = GREATEST(updated_at, $2) WHERE id = $1",
-                    incident_id,
-                    now,
                 )
+        async with self._store.pool.acquire() as conn, conn.transaction():
+            if incidents:
+                await conn.executemany(_INSERT_INCIDENT, incidents)
+            if signals:
+                await conn.executemany(_INSERT_SIGNAL, signals)
+            if moves:
+                await conn.executemany(_MOVE_SIGNALS, moves)
+            for sql, group in _runs(updates):
+                await conn.executemany(sql, group)
+            if events:
+                await conn.executemany(_INSERT_EVENT, events)
+            if touched:
+                await conn.execute(_COUNT_SIGNALS, sorted(touched), now)
 
     @staticmethod
-    async def _signal(conn: Any, signal: dict[str, Any], incident_id: str, now: datetime) -> None:
-        await conn.execute(
-            "INSERT INTO signals (dedup_key, fingerprint, incident_id, source, reason, severity, status, namespace,"
-            " labels, body, observed_at, received_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9::jsonb,$10::jsonb,$11,$12)"
-            " ON CONFLICT (dedup_key) DO UPDATE SET incident_id = EXCLUDED.incident_id",
+    def _signal_row(signal: dict[str, Any], incident_id: str, now: datetime) -> tuple[Any, ...]:
+        namespace = (signal.get("object") or {}).get("namespace") or (signal.get("labels") or {}).get("namespace")
+        return (
             dedup_key(signal),
             signal["fingerprint"],
             incident_id,
@@ -203,23 +193,50 @@ class IncidentWriter:
             signal["reason"],
             signal["severity"],
             signal.get("status", "firing"),
-            (signal.get("object") or {}).get("namespace") or (signal.get("labels") or {}).get("namespace"),
+            namespace,
             _js(signal.get("labels") or {}),
             _js(signal),
             _ts(signal["observed_at"]),
             now,
         )
 
-    @staticmethod
-    async def _event(
-        conn: Any, incident_id: str, kind: str, detail: dict[str, Any], at: datetime, effect_key: str
-    ) -> None:
-        await conn.execute(
-            "INSERT INTO incident_events (incident_id, kind, detail, at, effect_key) VALUES ($1,$2,$3::jsonb,$4,$5)"
-            " ON CONFLICT (effect_key) DO NOTHING",
-            incident_id,
-            kind,
-            _js(detail),
-            at,
-            effect_key,
-        )
+
+def _event_row(incident_id: str, kind: str, detail: dict[str, Any], at: datetime, key: str) -> tuple[Any, ...]:
+    return (incident_id, kind, _js(detail), at, key)
+
+
+def _runs(updates: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Consecutive updates with the same statement, grouped, keeping their order."""
+    runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+    for sql, args in updates:
+        if runs and runs[-1][0] == sql:
+            runs[-1][1].append(args)
+        else:
+            runs.append((sql, [args]))
+    return runs
+
+
+_INSERT_INCIDENT = (
+    "INSERT INTO incidents (id, group_key, status, severity, title, rule, namespace, object_kind, object_name,"
+    " labels, signal_count, playbook, opened_at, updated_at)"
+    " VALUES ($1,$2,'open',$3,$4,$5,$6,$7,$8,$9::jsonb,0,$10,$11,$11) ON CONFLICT (id) DO NOTHING"
+)
+_INSERT_SIGNAL = (
+    "INSERT INTO signals (dedup_key, fingerprint, incident_id, source, reason, severity, status, namespace,"
+    " labels, body, observed_at, received_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9::jsonb,$10::jsonb,$11,$12)"
+    " ON CONFLICT (dedup_key) DO UPDATE SET incident_id = EXCLUDED.incident_id"
+)
+_MOVE_SIGNALS = "UPDATE signals SET incident_id = $1 WHERE fingerprint = $2 AND incident_id = $3"
+_REOPEN = "UPDATE incidents SET status = 'open', resolved_at = NULL, updated_at = $2 WHERE id = $1"
+_ESCALATE = "UPDATE incidents SET severity = $2, updated_at = $3 WHERE id = $1"
+_ACK = "UPDATE incidents SET status = 'acknowledged', updated_at = $2 WHERE id = $1 AND status = 'open'"
+_RESOLVE = "UPDATE incidents SET status = 'resolved', resolved_at = $2, updated_at = $2 WHERE id = $1"
+_INSERT_EVENT = (
+    "INSERT INTO incident_events (incident_id, kind, detail, at, effect_key) VALUES ($1,$2,$3::jsonb,$4,$5)"
+    " ON CONFLICT (effect_key) DO NOTHING"
+)
+_COUNT_SIGNALS = (
+    "UPDATE incidents SET signal_count = counted.n, updated_at = GREATEST(incidents.updated_at, $2)"
+    " FROM (SELECT id, (SELECT count(DISTINCT fingerprint) FROM signals s WHERE s.incident_id = ids.id) AS n"
+    " FROM unnest($1::text[]) AS ids(id)) counted WHERE incidents.id = counted.id"
+)

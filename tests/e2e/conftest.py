@@ -6,6 +6,7 @@ the same launcher ``aiops demo`` uses, against this session's own PostgreSQL dat
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +47,8 @@ def platform(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPat
         alertmanager_token=AM_TOKEN,
         ops_api_token=OPS_TOKEN,
         data_dir=data_dir,
-        redis_prefix="aiops-e2e:",
-        max_body_bytes=1024 * 1024,
+        redis_prefix=f"aiops-e2e-{uuid.uuid4().hex[:8]}:",
+        max_body_bytes=8 * 1024 * 1024,
     )
     sandbox = BackgroundSandbox(fast_demo_scenario(), bookmark_interval=0.5).start()
     settings = settings.model_copy(update={"kubeconfig": str(sandbox.kubeconfig_path)})

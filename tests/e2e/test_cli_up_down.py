@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def installation(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         AIOPS_DATA_DIR=str(tmp_path / "data"),
-        AIOPS_REDIS_PREFIX="aiops-up-test:",
+        AIOPS_REDIS_PREFIX=f"aiops-up-{uuid.uuid4().hex[:8]}:",
     )
     yield env, config_path, port
     subprocess.run([AIOPS, "down", "--keep-data-services"], env=env, capture_output=True, timeout=180, check=False)

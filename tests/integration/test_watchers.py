@@ -43,8 +43,10 @@ class InProcessHandle:
 
 
 @pytest.fixture
-async def engine(database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[RuleEngine]:
-    settings = Settings.from_env(database_url=database_url, redis_url=redis_url, data_dir=tmp_path)
+async def engine(database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path) -> AsyncIterator[RuleEngine]:
+    settings = Settings.from_env(
+        database_url=database_url, redis_url=redis_url, data_dir=tmp_path, redis_prefix=redis_prefix
+    )
     rule_engine = RuleEngine(settings)
     await rule_engine._ready()
     async with rule_engine._stores.postgres.pool.acquire() as conn:  # type: ignore[union-attr]
@@ -128,21 +130,29 @@ async def test_watcher_survives_a_dropped_watch_and_a_410_and_still_sees_changes
             return bool(await open_incidents(engine, "staging"))
 
         await wait_for(staging_incident, message="the image pull incident in staging")
-        sandbox.drop_watches()
-        sandbox.fail_watches(410)
         pod_informer = watcher._informers[0]
+        watches_before = pod_informer.status()["watches"]
+        sandbox.drop_watches()
+
+        async def rewatched() -> bool:
+            status = pod_informer.status()
+            return status["watches"] > watches_before and status["connected"]
+
+        await wait_for(rewatched, timeout=60, message="a new watch after the dropped one")
+        # The new watch is open now, so the 410 ERROR event reaches it (no race with the reconnect).
+        sandbox.fail_watches(410)
 
         async def relisted() -> bool:
             status = pod_informer.status()
             return status["relists"] >= 1 and status["connected"]
 
-        await wait_for(relisted, timeout=20, message="a relist after 410")
+        await wait_for(relisted, timeout=60, message="a relist after 410")
         sandbox.inject("staging", "frontend", "crashloop")
 
         async def second_incident() -> bool:
             return any("frontend" in i.title for i in await open_incidents(engine, "staging"))
 
-        await wait_for(second_incident, timeout=20, message="the crash loop injected after the 410")
+        await wait_for(second_incident, timeout=60, message="the crash loop injected after the 410")
     finally:
         await watcher.stop()
 
