@@ -35,8 +35,29 @@ def rule_engine(settings: Settings, rules_path: str | None = None) -> Any:
         return existing_handle
     cls = ray.remote(RuleEngine)
     return cls.options(name=RULE_ENGINE, max_concurrency=64, **_COMMON).remote(
-        settings, rules_path, rca=rca_pool(settings)
+        settings, rules_path, rca=rca_pool(settings), remediation=RunStarter(approvals(settings))
     )
+
+
+APPROVALS = "aiops-approvals"
+
+
+def approvals(settings: Settings) -> Any:
+    """Handle to ``aiops-approvals``: playbook runs, approvals, guarded execution."""
+    from actors.approvals import ApprovalCoordinator
+
+    cls = ray.remote(ApprovalCoordinator)
+    return cls.options(name=APPROVALS, max_concurrency=32, **_COMMON).remote(settings)
+
+
+class RunStarter:
+    """Hands incidents that carry a playbook to the coordinator (fire and forget; idempotent there)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    def submit(self, incident: dict[str, Any], playbook: str) -> None:
+        self._handle.start_run.remote(incident, playbook)
 
 
 def rca_worker_name(index: int) -> str:

@@ -39,7 +39,7 @@ from core.correlation import (
     Tick,
 )
 from core.errors import ConfigError, TemporaryError
-from core.models import Signal
+from core.models import Incident, IncidentStatus, Signal
 from core.rules import RuleSet
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,22 @@ class RcaSink(Protocol):
     def submit(self, incident: dict[str, Any]) -> None: ...
 
 
+class RemediationSink(Protocol):
+    """Where incidents with a playbook go to start a run (the approval coordinator)."""
+
+    def submit(self, incident: dict[str, Any], playbook: str) -> None: ...
+
+
+def incident_of(effect: OpenIncident, now: datetime) -> dict[str, Any]:
+    """The stored shape of a newly opened incident, for the coordinator."""
+    return Incident(
+        id=effect.incident_id, group_key=effect.group_key, status=IncidentStatus.OPEN, severity=effect.severity,
+        title=effect.title, rule=effect.rule, namespace=effect.namespace, object=effect.object,
+        labels=dict(effect.labels or effect.signal.labels), signal_count=1, playbook=effect.playbook,
+        opened_at=now, updated_at=now,
+    ).model_dump(mode="json")
+
+
 def rca_request(effect: OpenIncident) -> dict[str, Any]:
     """What an RCA worker needs to know about a newly opened incident."""
     signal = effect.signal
@@ -126,10 +142,12 @@ class RuleEngine:
         *,
         clock: Callable[[], datetime] = _utcnow,
         rca: RcaSink | None = None,
+        remediation: RemediationSink | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._rca = rca
+        self._remediation = remediation
         self._rules_path = rules_path or settings.rules_file
         self._rules: RuleSet = load_rules(self._rules_path)
         self._correlator = Correlator(self._rules)
@@ -191,6 +209,11 @@ class RuleEngine:
                         self._rca.submit(rca_request(effect))
                     except Exception as e:  # noqa: BLE001 - RCA is best effort; the incident is stored
                         log.warning("RCA hand-off failed for %s: %s", effect.incident_id, e)
+                if self._remediation is not None and effect.playbook:
+                    try:
+                        self._remediation.submit(incident_of(effect, now), effect.playbook)
+                    except Exception as e:  # noqa: BLE001 - logged; the run can be started by hand
+                        log.warning("playbook hand-off failed for %s: %s", effect.incident_id, e)
             elif isinstance(effect, ResolveIncident):
                 self._metrics.incidents_resolved.labels(reason=effect.reason.value).inc()
         self._schedule_tick()

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     exclude_namespaces: list[str] = Field(
         default_factory=lambda: ["kube-public", "kube-node-lease"], validation_alias=_env("AIOPS_EXCLUDE_NAMESPACES")
     )
+    kubernetes_service_host: str | None = Field(default=None, validation_alias=_env("KUBERNETES_SERVICE_HOST"))
+    watch_enabled: bool = Field(
+        default=True,
+        validation_alias=_env("AIOPS_WATCH"),
+        description="Start the watchers when a cluster is configured (KUBECONFIG or in-cluster).",
+    )
     watch_resync_seconds: float | None = Field(default=None, ge=1, validation_alias=_env("AIOPS_WATCH_RESYNC_SECONDS"))
     db_pool_max: int = Field(default=5, ge=1, le=100, validation_alias=_env("AIOPS_DB_POOL_MAX"))
 
@@ -113,6 +119,11 @@ class Settings(BaseSettings):
                 for item in e.errors()
             )
             raise ConfigError("invalid settings", problems) from e
+
+    @property
+    def cluster_configured(self) -> bool:
+        """A kubeconfig is named, or we run in a pod with a service account."""
+        return bool(self.kubeconfig or self.kubernetes_service_host)
 
     def secret(self, name: str) -> str | None:
         value = getattr(self, name)

@@ -24,7 +24,7 @@ from adapters.alertmanager import parse_webhook, to_signals
 from adapters.metrics import IngressMetrics
 from config.settings import Settings
 from core.errors import AiopsError
-from deployments.http import check_token, error_response, read_body
+from deployments.http import cause_of, check_token, error_response, read_body
 
 log = logging.getLogger(__name__)
 api = FastAPI(title="ray-aiops alerts", version="0.1.0")
@@ -74,6 +74,13 @@ class AlertsIngressImpl:
             )
         except AiopsError as e:
             response = error_response(e)
+            status = response.status_code
+            return response
+        except ray.exceptions.RayTaskError as e:
+            cause = cause_of(e)
+            if not isinstance(cause, AiopsError):
+                raise
+            response = error_response(cause)
             status = response.status_code
             return response
         finally:

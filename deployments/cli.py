@@ -220,6 +220,59 @@ def cmd_mcp_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ops_call(args: argparse.Namespace, method: str, path: str, body: dict[str, object] | None = None) -> object:
+    import httpx
+
+    settings = Settings.from_env()
+    token = os.environ.get("OPS_API_TOKEN")
+    tokens_file = settings.data_dir / "tokens.json"
+    if not token and tokens_file.exists():
+        token = json.loads(tokens_file.read_text()).get("OPS_API_TOKEN")
+    if not token:
+        raise ConfigError("no ops API token: set OPS_API_TOKEN (or run `aiops up`, which generates one)")
+    url = (args.url or f"http://{settings.http_host}:{settings.http_port}").rstrip("/") + path
+    try:
+        answer = httpx.request(method, url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    except httpx.HTTPError as e:
+        raise AiopsError(f"cannot reach the ops API at {url}: {e}") from e
+    data = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
+    if answer.status_code >= 400:
+        raise AiopsError(f"{answer.status_code}: {data.get('message') or answer.text[:300]}")
+    return data
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    data = _ops_call(args, "GET", f"/api/approvals?state={args.state}")
+    rows = data.get("approvals", []) if isinstance(data, dict) else []
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no {args.state} approvals")
+    for row in rows:
+        print(f"{row.get('id')}  [{row.get('risk')}]  {row.get('state')}  {row.get('text') or row.get('step')}")
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    body: dict[str, object] = {"decision": args.decision, "who": args.who, "confirm": bool(args.confirm)}
+    if args.note:
+        body["note"] = args.note
+    data = _ops_call(args, "POST", f"/api/approvals/{args.id}", body)
+    print(
+        json.dumps(data, indent=2, default=str)
+        if args.output == "json"
+        else f"{args.id}: {data.get('outcome') if isinstance(data, dict) else data}"
+    )
+    return 0
+
+
+def cmd_switch(args: argparse.Namespace) -> int:
+    data = _ops_call(args, "POST", f"/api/{args.switch}?who={args.who}")
+    print(json.dumps(data, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiops", description="AIOps for Kubernetes on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -256,6 +309,30 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=0)
     sandbox.add_argument("--kubeconfig", default=None, help="where to write the kubeconfig")
     sandbox.set_defaults(func=cmd_sandbox)
+
+    def ops_client(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--url", default=None, help="ops API base URL (default: AIOPS_HTTP_HOST:AIOPS_HTTP_PORT)")
+        parser.add_argument("--output", choices=["table", "json"], default="table")
+
+    approvals_cmd = sub.add_parser("approvals", help="list approvals (default: pending)")
+    approvals_cmd.add_argument(
+        "--state", default="pending", choices=["pending", "approved", "rejected", "expired", "cancelled", "all"]
+    )
+    ops_client(approvals_cmd)
+    approvals_cmd.set_defaults(func=cmd_approvals)
+    for verb in ("approve", "reject"):
+        decide_cmd = sub.add_parser(verb, help=f"{verb} a pending step by approval id")
+        decide_cmd.add_argument("id")
+        decide_cmd.add_argument("--who", default="ops", help="recorded approver name (identity api:<who>)")
+        decide_cmd.add_argument("--confirm", action="store_true", help="admin's explicit confirm for a high step")
+        decide_cmd.add_argument("--note", default="")
+        ops_client(decide_cmd)
+        decide_cmd.set_defaults(func=cmd_decide, decision=verb)
+    for switch in ("pause", "resume"):
+        switch_cmd = sub.add_parser(switch, help=f"{switch} every mutating action platform-wide")
+        switch_cmd.add_argument("--who", default="ops")
+        ops_client(switch_cmd)
+        switch_cmd.set_defaults(func=cmd_switch, switch=switch)
 
     demo = sub.add_parser("demo", help="run the whole loop locally on embedded defaults")
     demo.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")

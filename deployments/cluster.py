@@ -122,15 +122,21 @@ def start_head(settings: Settings, *, num_cpus: int) -> ClusterState:
 
 
 def wait_healthy(url: str, timeout: float) -> None:
+    """Poll ``/health`` until every subsystem (stores and all actors) reports ok."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            answer = httpx.get(url, timeout=3.0)
-            if answer.status_code == 200:
+            answer = httpx.get(url, timeout=10.0)
+            status = answer.json().get("status") if answer.status_code == 200 else None
+            if status == "ok":
                 return
-            last = f"HTTP {answer.status_code}"
-        except httpx.HTTPError as e:
+            if status:
+                down = [k for k, v in answer.json().get("subsystems", {}).items() if v.get("status") != "ok"]
+                last = f"degraded: {', '.join(down)}"
+            else:
+                last = f"HTTP {answer.status_code}"
+        except (httpx.HTTPError, ValueError) as e:
             last = type(e).__name__
         time.sleep(0.5)
     raise TemporaryError(f"{url} did not become healthy within {timeout:.0f}s (last: {last})")

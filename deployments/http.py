@@ -74,6 +74,12 @@ def check_token(header: str | None, token: str | None, *, basic_user: str | None
     raise AuthError("unsupported Authorization scheme; use Bearer or Basic")
 
 
+def cause_of(error: Exception) -> Exception:
+    """The original error inside a Ray task error (Ray keeps it as ``cause``), else the error."""
+    cause = getattr(error, "cause", None)
+    return cause if isinstance(cause, Exception) else error
+
+
 def error_response(error: Exception) -> JSONResponse:
     """Map an error of the taxonomy to an HTTP answer with a clear message."""
     status = 500

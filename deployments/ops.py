@@ -10,11 +10,12 @@ stores and the rule engine answer). ``/api/*`` needs ``OPS_API_TOKEN``.
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Literal
 
 import ray
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
 from actors import remote
@@ -22,8 +23,8 @@ from actors.stores import Stores
 from adapters.metrics import IngressMetrics
 from adapters.rca_store import RcaStore
 from config.settings import Settings
-from core.errors import AiopsError, NotFound, TemporaryError
-from deployments.http import check_token, error_response
+from core.errors import AiopsError, InputError, NotFound, TemporaryError
+from deployments.http import cause_of, check_token, error_response, read_body
 
 api = FastAPI(title="ray-aiops ops", version="0.1.0")
 
@@ -43,6 +44,9 @@ class OpsIngressImpl:
         self._stores: Stores | None = None
         self._lock = asyncio.Lock()
         self._engine: Any = remote.rule_engine(self._settings)
+        if self._settings.watch_enabled and self._settings.cluster_configured:
+            # The proactive side starts with the platform: `serve deploy` alone brings up the watchers.
+            remote.watch_supervisor(self._settings)
 
     async def _open(self) -> Stores:
         if self._stores is None:
@@ -159,6 +163,81 @@ class OpsIngressImpl:
                 "created_at": report.created_at.isoformat(),
             }
         return JSONResponse({**_incident_json(found), "timeline": timeline, "rca": rca})
+
+    async def _coordinator_call(self, request: Request, call: Any) -> JSONResponse:
+        """Authorize, await a coordinator call, map our errors (carried through Ray) to HTTP."""
+        try:
+            self._authorize(request)
+            result = await call()
+        except AiopsError as e:
+            return error_response(e)
+        except ray.exceptions.RayTaskError as e:
+            cause = cause_of(e)
+            if isinstance(cause, AiopsError):
+                return error_response(cause)
+            raise
+        return JSONResponse(result)
+
+    @api.get("/api/approvals")
+    async def approvals(
+        self,
+        request: Request,
+        state: str = Query(default="pending", pattern="^(pending|approved|rejected|expired|cancelled|all)$"),
+    ) -> JSONResponse:
+        async def call() -> Any:
+            found = await remote.approvals(self._settings).list_approvals.remote(None if state == "all" else state)
+            return {"approvals": found, "count": len(found)}
+
+        return await self._coordinator_call(request, call)
+
+    @api.post("/api/approvals/{approval_id}")
+    async def decide(self, request: Request, approval_id: str) -> JSONResponse:
+        async def call() -> Any:
+            body = await read_body(request, 64 * 1024)
+            try:
+                decision = DecisionBody.model_validate_json(body or b"{}")
+            except ValidationError as e:
+                raise InputError(f"invalid decision: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from e
+            return await remote.approvals(self._settings).decide.remote(
+                approval_id.strip().lower(),
+                who=f"api:{decision.who}",
+                decision=decision.decision,
+                channel="api",
+                confirm=decision.confirm,
+                note=decision.note,
+            )
+
+        return await self._coordinator_call(request, call)
+
+    @api.post("/api/pause")
+    async def pause(self, request: Request) -> JSONResponse:
+        async def call() -> Any:
+            return await remote.approvals(self._settings).pause.remote(f"api:{_who(request)}", channel="api")
+
+        return await self._coordinator_call(request, call)
+
+    @api.post("/api/resume")
+    async def resume(self, request: Request) -> JSONResponse:
+        async def call() -> Any:
+            return await remote.approvals(self._settings).resume.remote(f"api:{_who(request)}", channel="api")
+
+        return await self._coordinator_call(request, call)
+
+
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    who: str = Field(default="ops", pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    confirm: bool = False
+    note: str = Field(default="", max_length=500)
+
+
+def _who(request: Request) -> str:
+    who = request.query_params.get("who", "ops")
+    if not who or len(who) > 64 or not all(c.isalnum() or c in "_.@-" for c in who):
+        raise InputError("invalid 'who': letters, digits and _.@- only, at most 64")
+    return who
 
 
 # Applied as a call so type checkers keep seeing the plain class above.

@@ -51,7 +51,8 @@ def platform(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPat
         max_body_bytes=8 * 1024 * 1024,
     )
     sandbox = BackgroundSandbox(fast_demo_scenario(), bookmark_interval=0.5).start()
-    settings = settings.model_copy(update={"kubeconfig": str(sandbox.kubeconfig_path)})
+    # Watchers are started by the tests that need them (test_watchers_in_ray.py).
+    settings = settings.model_copy(update={"kubeconfig": str(sandbox.kubeconfig_path), "watch_enabled": False})
     launcher.init_ray(num_cpus=2, dashboard=False)
     try:
         base = launcher.deploy(settings, port=free_port())
