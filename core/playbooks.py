@@ -247,6 +247,10 @@ def advance(run: Run, event: RunEvent, now: datetime) -> tuple[Run, Effects]:
         text = f"step {step.name!r} blocked by guardrail {event.rule}: {event.reason}; escalate to a human"
         return _finish(run, RunStatus.BLOCKED, step, "blocked", text, now)
     if isinstance(event, StepResult):
+        if not event.ok and step.risk is Risk.READ:
+            # Evidence gathering is best effort: a pod with no previous container has no previous
+            # logs, which is information, not a reason to abandon the remediation.
+            return _next(run, step, "failed", f"read step failed, continuing: {event.detail or 'no detail'}", now)
         if not event.ok:
             text = f"step {step.name!r} failed: {event.detail or 'no detail'}; a human should look"
             return _finish(run, RunStatus.FAILED, step, "failed", text, now)
@@ -369,7 +373,7 @@ def _execute(run: Run, step: PlannedStep, now: datetime, why: str) -> tuple[Run,
 
 
 def _next(
-    run: Run, step: PlannedStep, status: Literal["succeeded", "skipped"], detail: str, now: datetime
+    run: Run, step: PlannedStep, status: Literal["succeeded", "skipped", "failed"], detail: str, now: datetime
 ) -> tuple[Run, Effects]:
     outcome = StepOutcome(step=step.name, status=status, detail=detail.strip(), at=now)
     done = run.model_copy(update={"outcomes": (*run.outcomes, outcome), "updated_at": now})

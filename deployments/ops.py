@@ -36,6 +36,22 @@ def _incident_json(incident: Any) -> dict[str, Any]:
     return data
 
 
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    who: str = Field(default="ops", pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    confirm: bool = False
+    note: str = Field(default="", max_length=500)
+
+
+def _who(request: Request) -> str:
+    who = request.query_params.get("who", "ops")
+    if not who or len(who) > 64 or not all(c.isalnum() or c in "_.@-" for c in who):
+        raise InputError("invalid 'who': letters, digits and _.@- only, at most 64")
+    return who
+
+
 @serve.ingress(api)
 class OpsIngressImpl:
     def __init__(self, settings: Settings | None = None) -> None:
@@ -222,22 +238,6 @@ class OpsIngressImpl:
             return await remote.approvals(self._settings).resume.remote(f"api:{_who(request)}", channel="api")
 
         return await self._coordinator_call(request, call)
-
-
-class DecisionBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    decision: Literal["approve", "reject"]
-    who: str = Field(default="ops", pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
-    confirm: bool = False
-    note: str = Field(default="", max_length=500)
-
-
-def _who(request: Request) -> str:
-    who = request.query_params.get("who", "ops")
-    if not who or len(who) > 64 or not all(c.isalnum() or c in "_.@-" for c in who):
-        raise InputError("invalid 'who': letters, digits and _.@- only, at most 64")
-    return who
 
 
 # Applied as a call so type checkers keep seeing the plain class above.

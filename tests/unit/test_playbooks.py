@@ -256,6 +256,18 @@ def test_a_verify_deadline_includes_stable_for() -> None:
     assert failed.status is RunStatus.FAILED and failed.failed_verifications == 1
 
 
+def test_a_failed_read_step_is_recorded_and_the_run_goes_on_to_ask_for_approval() -> None:
+    run, effects = drive(new_run(), [Start(), StepResult(step="look", ok=False, detail="no previous container")])
+    assert run.status is RunStatus.AWAITING_APPROVAL
+    assert run.outcomes[-1].status == "failed" and "continuing" in run.outcomes[-1].detail
+    assert "request_approval" in kinds(effects) or any(type(e).__name__ == "RequestApproval" for e in effects)
+
+
+def test_a_failed_mutating_step_still_fails_the_run() -> None:
+    run, _ = drive(new_run(), [*TO_RESTART_RUNNING, StepResult(step="restart", ok=False, detail="api said no")])
+    assert run.status is RunStatus.FAILED
+
+
 def test_a_step_that_times_out_fails_and_a_late_result_is_refused() -> None:
     run, _ = drive(new_run(), TO_RESTART_RUNNING)
     run, _ = advance(run, Tick(), NOW + timedelta(seconds=60))
