@@ -99,7 +99,9 @@ class LlmClient:
         self.model = settings.llm_model
         self.timeout = settings.llm_timeout_seconds
         self.max_tokens = settings.llm_max_tokens
-        self.concurrency = settings.llm_concurrency
+        # llm_concurrency is the platform-wide bound: each of the rca_workers processes gets its
+        # share, so all workers together never run more calls at once than configured.
+        self.concurrency = max(1, settings.llm_concurrency // max(1, settings.rca_workers))
         self.prompt_budget_chars = prompt_budget_chars
         self.retries = max(retries, 0)
         self._client: anthropic.AsyncAnthropic | None = None

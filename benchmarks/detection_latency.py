@@ -55,6 +55,21 @@ async def first_signal(dsn: str, namespace: str, pod: str, since: float, deadlin
     return None
 
 
+def failing_since(sandbox: BackgroundSandbox, namespace: str, pod: str, deadline: float) -> float | None:
+    """Wall time at which the emulator's pod object first shows the failure (a terminated or waiting
+    container, or restarts), polled in-process every 5 ms: the "object change" the latency starts at."""
+    while time.time() < deadline:
+        for obj in sandbox.objects("Pod", namespace):
+            if obj["metadata"]["name"] != pod:
+                continue
+            for status in (obj.get("status") or {}).get("containerStatuses") or []:
+                state = status.get("state") or {}
+                if "terminated" in state or "waiting" in state or status.get("restartCount", 0) > 0:
+                    return time.time()
+        time.sleep(0.005)
+    return None
+
+
 def watcher_uss_mb() -> list[float]:
     sizes = []
     for proc in psutil.process_iter(["cmdline"]):
@@ -111,15 +126,18 @@ def main() -> None:
             )
             rng = random.Random(7)  # noqa: S311
             latencies: list[float] = []
+            sim_delays: list[float] = []
             missed = 0
             for _ in range(args.failures):
                 time.sleep(rng.uniform(0, 2 * args.spread / max(1, args.failures)))
                 namespace, pod, injected = sandbox.inject_random("crashloop")
+                changed = failing_since(sandbox, namespace, pod, injected + 15)
                 seen = asyncio.run(first_signal(dsn, namespace, pod, injected, injected + 15))
-                if seen is None:
+                if seen is None or changed is None:
                     missed += 1
                 else:
-                    latencies.append(seen - injected)
+                    latencies.append(seen - changed)
+                    sim_delays.append(changed - injected)
             uss = watcher_uss_mb()
             print(f"failures injected: {args.failures}, detected: {len(latencies)}, missed: {missed}")
             if latencies:
