@@ -24,6 +24,7 @@ from adapters.mcp_client import KubeMcpClient
 from adapters.sandbox import BackgroundSandbox, load_scenario
 from benchmarks.detection_latency import drop_database, fresh_database, percentile
 from config.loader import load_playbook
+from config.policy import LoadedPolicy, default_policy_path, policy_from_text
 from config.settings import Settings
 from core.models import Incident, IncidentId, IncidentStatus, ObjectRef, Severity
 from tests.helpers import wait_for
@@ -72,14 +73,28 @@ def incident(pod: str) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
-async def run(sandbox: BackgroundSandbox, settings: Settings, rounds: int) -> tuple[list[float], list[float]]:
+def lifted_policy() -> LoadedPolicy:
+    """The shipped policy with the budgets lifted: the 3 restarts/hour budget would stop round 4."""
+    text = Path(str(default_policy_path())).read_text()
+    return policy_from_text(text.replace("max: 3", "max: 10000").replace("max: 2", "max: 10000"))
+
+
+async def run(
+    sandbox: BackgroundSandbox, settings: Settings, rounds: int, policy: LoadedPolicy
+) -> tuple[list[float], list[float]]:
     path = Path(tempfile.mkdtemp()) / "bench.yaml"
     path.write_text(PLAYBOOK)
     book = load_playbook(path)
     client = KubeMcpClient(kubeconfig=str(sandbox.kubeconfig_path), read_only=False, start_timeout=120)
     await client.start()
     tools = TimedTools(client)
-    coordinator = ApprovalCoordinator(settings, tools=tools, playbooks={book.name: book}, verify_interval=0.2)
+    coordinator = ApprovalCoordinator(
+        settings,
+        tools=tools,
+        playbooks={book.name: book},
+        verify_interval=0.2,
+        policy=policy,
+    )
     to_call: list[float] = []
     to_verified: list[float] = []
     try:
@@ -114,7 +129,8 @@ def main() -> None:
     server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     dsn = asyncio.run(fresh_database(server))
     try:
-        with BackgroundSandbox(load_scenario("demo"), bookmark_interval=1.0) as sandbox:
+        quiet = load_scenario("demo").model_copy(update={"node_events": []})  # no node outage mid-benchmark
+        with BackgroundSandbox(quiet, bookmark_interval=1.0) as sandbox:
             settings = Settings.from_env(
                 database_url=dsn,
                 redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -122,7 +138,7 @@ def main() -> None:
                 kubeconfig=str(sandbox.kubeconfig_path),
                 data_dir=Path(tempfile.mkdtemp()),
             )
-            to_call, to_verified = asyncio.run(run(sandbox, settings, args.rounds))
+            to_call, to_verified = asyncio.run(run(sandbox, settings, args.rounds, lifted_policy()))
     finally:
         asyncio.run(drop_database(server, dsn))
     print(f"rounds: {len(to_call)} pod restarts approved through the coordinator (MCP server over stdio)")
