@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from config.loader import Problem, dotted, parse_yaml_text, read_yaml, validation_problems
+from config.loader import Problem, check_yaml_file, dotted, parse_yaml_text, read_yaml, validation_problems
 from core.chat_routing import Route, Routing, Target
 from core.errors import ConfigError
 from core.models import Severity
@@ -252,9 +252,4 @@ def load_chat(path: str | Path | None = None) -> ChatConfig:
 
 def check_chat_file(path: str | Path) -> list[Problem]:
     """``aiops config check`` for a chat file: every problem, never an exception."""
-    target = Path(path)
-    try:
-        data = read_yaml(target)
-    except ConfigError as e:
-        return [Problem(str(target), "", str(e).removeprefix(f"{target}: ").removeprefix(f"{target}:"))]
-    return chat_problems(data, str(target))
+    return check_yaml_file(path, chat_problems)

@@ -8,7 +8,7 @@ core's frozen ``RuleSet``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -173,25 +173,45 @@ def default_playbooks_dir() -> Path:
     return Path(str(resources.files("config").joinpath("playbooks")))
 
 
-def check_file(path: str | Path) -> list[Problem]:
-    """Validate one file of either kind (chosen by its top-level key); return every problem."""
+def check_yaml_file(path: str | Path, problems: Callable[[Any, str], list[Problem]]) -> list[Problem]:
+    """Read one YAML file and hand it to ``problems``; a read or syntax error is a problem too."""
     target = Path(path)
     try:
         data = read_yaml(target)
     except ConfigError as e:
         return [Problem(str(target), "", str(e).removeprefix(f"{target}: ").removeprefix(f"{target}:"))]
+    return problems(data, str(target))
+
+
+_KINDS = "'rules', 'playbook', 'policy' or 'chat'"
+
+
+def _any_kind_problems(data: Any, name: str) -> list[Problem]:
     if not isinstance(data, dict):
-        return [Problem(str(target), "", f"expected a mapping with 'rules' or 'playbook', got {_short(data)}")]
+        return [Problem(name, "", f"expected a mapping with {_KINDS}, got {_short(data)}")]
     model: type[BaseModel]
     if "rules" in data:
         model = RulesFile
     elif "playbook" in data:
         model = PlaybookFile
+    elif "policy" in data:
+        from config.policy import policy_problems
+
+        return policy_problems(data, name)
+    elif "chat" in data:
+        from config.chat import chat_problems
+
+        return chat_problems(data, name)
     else:
         keys = ", ".join(map(str, data)) or "nothing"
-        return [Problem(str(target), "", f"unknown file kind: expected top-level 'rules' or 'playbook', got {keys}")]
+        return [Problem(name, "", f"unknown file kind: expected top-level {_KINDS}, got {keys}")]
     try:
         model.model_validate(data)
     except ValidationError as e:
-        return validation_problems(str(target), e)
+        return validation_problems(name, e)
     return []
+
+
+def check_file(path: str | Path) -> list[Problem]:
+    """Validate one file of any kind (chosen by its top-level key); return every problem."""
+    return check_yaml_file(path, _any_kind_problems)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from config.loader import Problem, dotted, parse_yaml_text, read_yaml, validation_problems
+from config.loader import Problem, check_yaml_file, dotted, parse_yaml_text, read_yaml, validation_problems
 from config.schema import Duration
 from core.approvals import DEFAULT_TTL
 from core.authz import Grant, Identity, Policy, Role, identity_problem
@@ -204,9 +204,4 @@ def load_policy(path: str | Path | None = None) -> LoadedPolicy:
 
 def check_policy_file(path: str | Path) -> list[Problem]:
     """``aiops config check`` for a policy file: every problem, never an exception."""
-    target = Path(path)
-    try:
-        data = read_yaml(target)
-    except ConfigError as e:
-        return [Problem(str(target), "", str(e).removeprefix(f"{target}: ").removeprefix(f"{target}:"))]
-    return policy_problems(data, str(target))
+    return check_yaml_file(path, policy_problems)

@@ -16,7 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from config.chat import default_chat_path
 from config.loader import check_file, default_playbooks_dir, default_rules_path, load_rules
+from config.policy import default_policy_path
 from config.settings import Settings
 from core.errors import AiopsError, ConfigError
 from core.models import Fingerprint, ObjectRef, Severity, Signal, SignalSource
@@ -26,7 +28,7 @@ REPO_SERVE_CONFIG = Path(__file__).resolve().parent.parent / "serve_config.yaml"
 
 
 def _default_config_files() -> list[Path]:
-    files = [default_rules_path()]
+    files = [default_rules_path(), default_policy_path(), default_chat_path()]
     playbooks = default_playbooks_dir()
     if playbooks.is_dir():
         files.extend(sorted(playbooks.glob("*.yaml")))

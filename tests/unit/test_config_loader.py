@@ -51,7 +51,14 @@ def test_invalid_yaml_reports_file_and_line(tmp_path: Path) -> None:
 
 def test_unknown_file_kind_is_an_error(tmp_path: Path) -> None:
     (problem,) = check_file(write(tmp_path, "routes: []\n"))
-    assert "expected top-level 'rules' or 'playbook'" in problem.message
+    assert "expected top-level 'rules', 'playbook', 'policy' or 'chat', got routes" in problem.message
+
+
+def test_policy_and_chat_files_are_checked_by_their_own_schemas(tmp_path: Path) -> None:
+    policy = write(tmp_path, "policy:\n  roles:\n    - {identity: cli:x, role: emperor}\n", "policy.yaml")
+    assert any("emperor" in str(p) for p in check_file(policy)), check_file(policy)
+    chat = write(tmp_path, "chat:\n  nonsense_key: 1\n", "chat.yaml")
+    assert any("nonsense_key" in str(p) for p in check_file(chat)), check_file(chat)
 
 
 def test_every_problem_is_reported_not_only_the_first(tmp_path: Path) -> None:
