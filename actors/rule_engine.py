@@ -111,10 +111,19 @@ class RemediationSink(Protocol):
 def incident_of(effect: OpenIncident, now: datetime) -> dict[str, Any]:
     """The stored shape of a newly opened incident, for the coordinator."""
     return Incident(
-        id=effect.incident_id, group_key=effect.group_key, status=IncidentStatus.OPEN, severity=effect.severity,
-        title=effect.title, rule=effect.rule, namespace=effect.namespace, object=effect.object,
-        labels=dict(effect.labels or effect.signal.labels), signal_count=1, playbook=effect.playbook,
-        opened_at=now, updated_at=now,
+        id=effect.incident_id,
+        group_key=effect.group_key,
+        status=IncidentStatus.OPEN,
+        severity=effect.severity,
+        title=effect.title,
+        rule=effect.rule,
+        namespace=effect.namespace,
+        object=effect.object,
+        labels=dict(effect.labels or effect.signal.labels),
+        signal_count=1,
+        playbook=effect.playbook,
+        opened_at=now,
+        updated_at=now,
     ).model_dump(mode="json")
 
 

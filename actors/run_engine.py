@@ -274,7 +274,9 @@ class RunEngine:
                     )
                     return StepBlocked(step=effect.step, rule=verdict.rule or "guardrail", reason=verdict.reason)
             result = await self._execute(run, effect.step, "step", effect.action, effect.timeout, actor, channel)
-            return None if result is None else StepResult(step=effect.step, ok=result[0], detail=result[1])
+            if result is None:
+                return None
+            return StepResult(step=effect.step, ok=result[0], detail=result[1], missing=_absent(result))
         result = await self._execute(run, effect.step, "rollback", effect.action, effect.timeout, actor, channel)
         return None if result is None else RollbackResult(step=effect.step, ok=result[0], detail=result[1])
 
@@ -513,3 +515,11 @@ class RunEngine:
             detail,
             now,
         )
+
+
+def _absent(result: tuple[bool, str]) -> bool:
+    """A failed read whose answer was "not found": the MCP server words 404s (and the API's
+    "previous terminated container ... not found" 400) that way; refusals and time-outs are not."""
+    ok, detail = result
+    text = detail.lower()
+    return not ok and "not found" in text and "refused" not in text and "timed out" not in text

@@ -247,9 +247,9 @@ def advance(run: Run, event: RunEvent, now: datetime) -> tuple[Run, Effects]:
         text = f"step {step.name!r} blocked by guardrail {event.rule}: {event.reason}; escalate to a human"
         return _finish(run, RunStatus.BLOCKED, step, "blocked", text, now)
     if isinstance(event, StepResult):
-        if not event.ok and step.risk is Risk.READ:
-            # Evidence gathering is best effort: a pod with no previous container has no previous
-            # logs, which is information, not a reason to abandon the remediation.
+        if not event.ok and step.risk is Risk.READ and event.missing:
+            # Absent evidence is evidence: a pod with no previous container has no previous logs,
+            # which is no reason to abandon the remediation. A refused or hung read still fails.
             return _next(run, step, "failed", f"read step failed, continuing: {event.detail or 'no detail'}", now)
         if not event.ok:
             text = f"step {step.name!r} failed: {event.detail or 'no detail'}; a human should look"

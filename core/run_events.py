@@ -61,6 +61,7 @@ class StepResult(EventBase):
     step: str
     ok: bool
     detail: str = ""
+    missing: bool = False  # the tool answered that what it reads does not exist (e.g. no previous container)
 
 
 class VerifyResult(EventBase):

@@ -126,7 +126,5 @@ class FakeCluster:
                     )
                 ]
             case Endpoints(namespace=namespace, service=service):
-                return self._find("Endpoints", namespace, service) or Unavailable(
-                    f'endpoints "{service}" not found'
-                )
+                return self._find("Endpoints", namespace, service) or Unavailable(f'endpoints "{service}" not found')
         return Unavailable("unsupported query")  # pragma: no cover - exhaustive above

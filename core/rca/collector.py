@@ -182,8 +182,7 @@ class Collector:
         facts = [f for f in facts if f.object_name in ("", name) and f.object_kind in ("", kind)]
         facts.sort(key=lambda fact: fact.last_seen.timestamp() if fact.last_seen else float("-inf"))
         kept = tuple(
-            EventFact(**{**fact.__dict__, "message": redact(fact.message)})
-            for fact in facts[-self.budget.max_events :]
+            EventFact(**{**fact.__dict__, "message": redact(fact.message)}) for fact in facts[-self.budget.max_events :]
         )
         self.bytes += sum(len(fact.message) + 64 for fact in kept)
         self.events[(kind, name)] = kept

@@ -101,8 +101,9 @@ def state_lines(pod: PodFacts, container: ContainerFacts) -> list[str]:
 
 def event_line(event: EventFact) -> str:
     count = f" x{event.count}" if event.count > 1 else ""
-    return clip(f"Event {event.type or '?'} {event.reason}{count} on {event.object_kind}/{event.object_name}: "
-                f"{event.message}")
+    return clip(
+        f"Event {event.type or '?'} {event.reason}{count} on {event.object_kind}/{event.object_name}: {event.message}"
+    )
 
 
 def log_line(record: LogRecord, line: str) -> str:

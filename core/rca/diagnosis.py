@@ -101,26 +101,35 @@ def _bad_rollout(ctx: Context, symptom: Match | None) -> Match | None:
     change = ctx.evidence.rollout
     if change is None or change.old is None or not change.changes:
         return None
-    if symptom is not None and (symptom.category not in _ROLLOUT_SYMPTOMS or symptom.signature in
-                                _NOT_ROLLOUT_SIGNATURES):
+    if symptom is not None and (
+        symptom.category not in _ROLLOUT_SYMPTOMS or symptom.signature in _NOT_ROLLOUT_SIGNATURES
+    ):
         return None
-    failing_new = [pod for pod in ctx.pods if _in_revision(pod.template_hash, pod.owners, change, new=True)
-                   and pod.badness() > 0]
+    failing_new = [
+        pod for pod in ctx.pods if _in_revision(pod.template_hash, pod.owners, change, new=True) and pod.badness() > 0
+    ]
     if not failing_new:
         return None
-    old_healthy = [pod.name for pod in ctx.evidence.all_pods()
-                   if _in_revision(pod.template_hash, pod.owners, change, new=False) and pod.healthy]
+    old_healthy = [
+        pod.name
+        for pod in ctx.evidence.all_pods()
+        if _in_revision(pod.template_hash, pod.owners, change, new=False) and pod.healthy
+    ]
     healthy = bool(old_healthy) or change.old.ready_replicas > 0
     what = "; ".join(change.changes[:3])
     deployment = ctx.evidence.deployment or "the deployment"
     symptom_text = symptom.root_cause if symptom is not None else "its pods fail"
-    cause = (f"Bad rollout: revision {change.new.revision} of {deployment} changed {what}; "
-             f"new pods fail ({clip(symptom_text, 140)})"
-             + (f" while revision {change.old.revision} pods were healthy" if healthy else ""))
-    lines = [f"Deployment {deployment}: revision {change.new.revision} ({change.new.name}) vs "
-             f"{change.old.revision} ({change.old.name}): {clip(what, 200)}",
-             f"ReplicaSet {change.new.name}: ready {change.new.ready_replicas}/{change.new.replicas}; "
-             f"ReplicaSet {change.old.name}: ready {change.old.ready_replicas}/{change.old.replicas}"]
+    cause = (
+        f"Bad rollout: revision {change.new.revision} of {deployment} changed {what}; "
+        f"new pods fail ({clip(symptom_text, 140)})"
+        + (f" while revision {change.old.revision} pods were healthy" if healthy else "")
+    )
+    lines = [
+        f"Deployment {deployment}: revision {change.new.revision} ({change.new.name}) vs "
+        f"{change.old.revision} ({change.old.name}): {clip(what, 200)}",
+        f"ReplicaSet {change.new.name}: ready {change.new.ready_replicas}/{change.new.replicas}; "
+        f"ReplicaSet {change.old.name}: ready {change.old.ready_replicas}/{change.old.replicas}",
+    ]
     if old_healthy:
         lines.append(f"healthy pods of revision {change.old.revision}: {', '.join(old_healthy[:3])}")
     lines.extend(symptom.evidence[:4] if symptom is not None else [])
@@ -130,8 +139,9 @@ def _bad_rollout(ctx: Context, symptom: Match | None) -> Match | None:
     return Match(Category.BAD_ROLLOUT, cause, tuple(lines), confidence, "bad-rollout", "bad_rollout")
 
 
-def _in_revision(template_hash: str | None, owners: tuple[tuple[str, str], ...], change: RolloutChange,
-                 *, new: bool) -> bool:
+def _in_revision(
+    template_hash: str | None, owners: tuple[tuple[str, str], ...], change: RolloutChange, *, new: bool
+) -> bool:
     revision = change.new if new else change.old
     if revision is None:
         return False
@@ -154,5 +164,11 @@ def _unknown(ctx: Context) -> Match:
     if not lines:
         lines.append("no evidence could be gathered")
     confidence = 0.1 if len(lines) > 1 else 0.05
-    return Match(Category.UNKNOWN, "Unknown: no known failure signature matched the evidence; "
-                 "see the evidence lines", tuple(lines), confidence, None, "unknown")
+    return Match(
+        Category.UNKNOWN,
+        "Unknown: no known failure signature matched the evidence; see the evidence lines",
+        tuple(lines),
+        confidence,
+        None,
+        "unknown",
+    )

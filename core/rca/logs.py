@@ -196,9 +196,7 @@ class LogSummary(BaseModel):
     signatures: tuple[LogSignature, ...] = ()
     first_error: str | None = None
     last_error: str | None = None
-    exception: str | None = Field(
-        default=None, description="The last exception/panic line (deepest cause), redacted."
-    )
+    exception: str | None = Field(default=None, description="The last exception/panic line (deepest cause), redacted.")
     hosts: tuple[str, ...] = Field(default=(), description="Hosts named in connection errors, first seen first.")
     total_lines: int = 0
     analysed_lines: int = 0

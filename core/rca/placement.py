@@ -20,8 +20,9 @@ _CONSTRAINT = re.compile(
     r"free ports|volume node affinity conflict|didn't satisfy",
     re.IGNORECASE,
 )
-_UNBOUND = re.compile(r"unbound (?:immediate )?PersistentVolumeClaims|persistentvolumeclaim \"([^\"]+)\" not found",
-                      re.IGNORECASE)
+_UNBOUND = re.compile(
+    r"unbound (?:immediate )?PersistentVolumeClaims|persistentvolumeclaim \"([^\"]+)\" not found", re.IGNORECASE
+)
 _PROVISION = re.compile(r"storageclass[\w.]* \"([^\"]+)\" not found|failed to provision|ProvisioningFailed", re.I)
 _NO_PV = re.compile(r"no persistent volumes available|no storage class is set|waiting for a volume", re.I)
 _LOW_ON = re.compile(r"low on resource: ([\w-]+)", re.IGNORECASE)
@@ -47,14 +48,27 @@ def scheduling(ctx: Context) -> Match | None:
     lines = [line for _, line in messages[:3]]
     resources = sorted({m.group(1) or "pods" for m in _INSUFFICIENT.finditer(joined)})
     if resources:
-        requests = [f"{where(p, c)}: requests {dict(c.requests)}" for p in ctx.pods[:1] for c in p.containers
-                    if c.requests]
-        return Match(Category.INSUFFICIENT_RESOURCES, f"Unschedulable: no node has enough {', '.join(resources)} "
-                     "for the pod's requests", tuple([*lines, *requests[:2]]), 0.9, None, "insufficient")
+        requests = [
+            f"{where(p, c)}: requests {dict(c.requests)}" for p in ctx.pods[:1] for c in p.containers if c.requests
+        ]
+        return Match(
+            Category.INSUFFICIENT_RESOURCES,
+            f"Unschedulable: no node has enough {', '.join(resources)} for the pod's requests",
+            tuple([*lines, *requests[:2]]),
+            0.9,
+            None,
+            "insufficient",
+        )
     constraint = _CONSTRAINT.search(joined)
     if constraint is not None:
-        return Match(Category.SCHEDULING_CONSTRAINTS, f"Unschedulable: no node satisfies the pod's placement "
-                     f"constraints ({constraint.group(0)})", tuple(lines), 0.88, None, "constraints")
+        return Match(
+            Category.SCHEDULING_CONSTRAINTS,
+            f"Unschedulable: no node satisfies the pod's placement constraints ({constraint.group(0)})",
+            tuple(lines),
+            0.88,
+            None,
+            "constraints",
+        )
     return None
 
 
@@ -73,8 +87,10 @@ def storage(ctx: Context) -> Match | None:
         if record.body is not None and phase == "Bound":
             continue
         events = _claim_events(ctx, record.name)
-        lines = [f"PersistentVolumeClaim/{record.namespace}/{record.name}: "
-                 + (f"phase={phase}" if record.body is not None else f"unavailable ({record.unavailable})")]
+        lines = [
+            f"PersistentVolumeClaim/{record.namespace}/{record.name}: "
+            + (f"phase={phase}" if record.body is not None else f"unavailable ({record.unavailable})")
+        ]
         lines.extend(event_line(e) for e in events[-3:])
         storage_class = (record.body or {}).get("spec", {}).get("storageClassName") if record.body else None
         class_missing = storage_class and evidence.missing("StorageClass", storage_class)
@@ -87,19 +103,38 @@ def storage(ctx: Context) -> Match | None:
                 cause = f"Provisioning failed for PVC {record.name}: {clip(messages, 160)}"
             return Match(Category.PROVISIONING_FAILED, cause, tuple(lines), 0.9, None, "provisioning_failed")
         if record.body is None:
-            return Match(Category.PVC_UNBOUND, f"PVC {record.name} used by the pod does not exist", tuple(lines),
-                         0.8, None, "pvc_missing")
+            return Match(
+                Category.PVC_UNBOUND,
+                f"PVC {record.name} used by the pod does not exist",
+                tuple(lines),
+                0.8,
+                None,
+                "pvc_missing",
+            )
         if _NO_PV.search(messages) or (subject is not None and subject.kind == "PersistentVolumeClaim"):
             detail = clip(messages, 160) if messages else f"phase {phase}"
-            return Match(Category.PVC_UNBOUND, f"PVC {record.name} is unbound: {detail}", tuple(lines), 0.85, None,
-                         "pvc_unbound")
+            return Match(
+                Category.PVC_UNBOUND, f"PVC {record.name} is unbound: {detail}", tuple(lines), 0.85, None, "pvc_unbound"
+            )
         if _UNBOUND.search(joined_scheduler):
-            return Match(Category.PVC_UNBOUND, f"PVC {record.name} is unbound ({phase}); the pod cannot be scheduled",
-                         tuple(lines), 0.8, None, "pvc_unbound_scheduler")
+            return Match(
+                Category.PVC_UNBOUND,
+                f"PVC {record.name} is unbound ({phase}); the pod cannot be scheduled",
+                tuple(lines),
+                0.8,
+                None,
+                "pvc_unbound_scheduler",
+            )
     if _UNBOUND.search(joined_scheduler):
         lines = [line for _, line in _scheduler_messages(ctx)[:2]]
-        return Match(Category.PVC_UNBOUND, "Unschedulable: the pod's PersistentVolumeClaim is unbound",
-                     tuple(lines), 0.7, None, "pvc_unbound_scheduler")
+        return Match(
+            Category.PVC_UNBOUND,
+            "Unschedulable: the pod's PersistentVolumeClaim is unbound",
+            tuple(lines),
+            0.7,
+            None,
+            "pvc_unbound_scheduler",
+        )
     return None
 
 
@@ -111,9 +146,14 @@ def node(ctx: Context) -> Match | None:
         if evicted:
             resource = low.group(1) if low else "resources"
             line = clip(f"{where(pod)}: status.reason={pod.reason} message={pod.message}")
-            return Match(Category.NODE_PRESSURE, f"Node pressure: pod evicted because node {pod.node or '?'} was "
-                         f"low on {resource}", (line, *_node_lines(ctx, pod.node)), 0.9, "node-not-ready",
-                         "evicted")
+            return Match(
+                Category.NODE_PRESSURE,
+                f"Node pressure: pod evicted because node {pod.node or '?'} was low on {resource}",
+                (line, *_node_lines(ctx, pod.node)),
+                0.9,
+                "node-not-ready",
+                "evicted",
+            )
     node_names = [record.name for record in ctx.evidence.objects if record.kind == "Node" and record.body]
     for name in node_names:
         body = ctx.evidence.get("Node", name)
@@ -121,22 +161,42 @@ def node(ctx: Context) -> Match | None:
         ready = conditions.get("Ready")
         lines = _node_lines(ctx, name)
         if ready is not None and ready[0] != "True":
-            return Match(Category.NODE_FAILURE, f"Node failure: node {name} is NotReady ({clip(ready[1], 120)})",
-                         tuple(lines), 0.9, "node-not-ready", "node_not_ready")
+            return Match(
+                Category.NODE_FAILURE,
+                f"Node failure: node {name} is NotReady ({clip(ready[1], 120)})",
+                tuple(lines),
+                0.9,
+                "node-not-ready",
+                "node_not_ready",
+            )
         pressures = [kind for kind in _PRESSURE if conditions.get(kind, ("False", ""))[0] == "True"]
         if pressures:
             subject = ctx.evidence.subject
             direct = subject.reason in ("NodePressure", "Evicted") or (
                 subject.object is not None and subject.object.kind == "Node"
             )
-            return Match(Category.NODE_PRESSURE, f"Node pressure: node {name} reports {', '.join(pressures)}",
-                         tuple(lines), 0.85 if direct else 0.6, "node-not-ready", "node_pressure")
+            return Match(
+                Category.NODE_PRESSURE,
+                f"Node pressure: node {name} reports {', '.join(pressures)}",
+                tuple(lines),
+                0.85 if direct else 0.6,
+                "node-not-ready",
+                "node_pressure",
+            )
     for pod in ctx.pods:
         if pod.reason == "NodeLost" or any(e.reason in ("NodeNotReady", "TaintManagerEviction") for e in ctx.events):
-            lines = [clip(f"{where(pod)}: status.reason={pod.reason} {pod.message}"),
-                     *(event_line(e) for e in ctx.pod_events("NodeNotReady", "TaintManagerEviction")[-2:])]
-            return Match(Category.NODE_FAILURE, f"Node failure: node {pod.node or '?'} of the pod is not ready",
-                         tuple(lines), 0.75, "node-not-ready", "pod_node_lost")
+            lines = [
+                clip(f"{where(pod)}: status.reason={pod.reason} {pod.message}"),
+                *(event_line(e) for e in ctx.pod_events("NodeNotReady", "TaintManagerEviction")[-2:]),
+            ]
+            return Match(
+                Category.NODE_FAILURE,
+                f"Node failure: node {pod.node or '?'} of the pod is not ready",
+                tuple(lines),
+                0.75,
+                "node-not-ready",
+                "pod_node_lost",
+            )
     return None
 
 
@@ -144,8 +204,11 @@ def _node_lines(ctx: Context, name: str | None) -> list[str]:
     if name is None:
         return []
     conditions = node_conditions(ctx.evidence.get("Node", name))
-    lines = [clip(f"Node/{name}: {kind}={status} {message}") for kind, (status, message) in conditions.items()
-             if (kind == "Ready") or status == "True"]
+    lines = [
+        clip(f"Node/{name}: {kind}={status} {message}")
+        for kind, (status, message) in conditions.items()
+        if (kind == "Ready") or status == "True"
+    ]
     lines.extend(event_line(e) for e in ctx.evidence.events_of("Node", name)[-2:])
     return lines[:5]
 

@@ -139,9 +139,7 @@ def _walk_mapping(obj: Mapping[Any, Any], known: tuple[str, ...], depth: int) ->
     for key, value in obj.items():
         if is_secret_object and key in ("data", "stringData") and isinstance(value, Mapping):
             result[key] = {name: MASK for name in value}
-        elif _scalar(value) and (
-            (isinstance(key, str) and looks_secret_key(key)) or (secret_env and key == "value")
-        ):
+        elif _scalar(value) and ((isinstance(key, str) and looks_secret_key(key)) or (secret_env and key == "value")):
             result[key] = MASK if value not in (None, "") else value
         else:
             result[key] = _walk(value, known, depth + 1)

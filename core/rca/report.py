@@ -159,8 +159,9 @@ def render_text(report: RcaReport) -> str:
     if report.recommended_playbook:
         parts.append(f"Suggested playbook: {report.recommended_playbook}.")
     if report.mode == "fallback":
-        parts.append(f"(LLM analysis unavailable: {report.fallback_reason or 'unknown reason'}; "
-                     "deterministic diagnosis shown.)")
+        parts.append(
+            f"(LLM analysis unavailable: {report.fallback_reason or 'unknown reason'}; deterministic diagnosis shown.)"
+        )
     elif report.mode == "llm":
         parts.append("(LLM analysis.)")
     if report.risk_notes:
@@ -192,8 +193,9 @@ def _facts(evidence: Evidence, diagnosis: Diagnosis) -> list[str]:
         lines.append("owners: " + " -> ".join(ref.key() for ref in subject.owners))
     lines.extend(f"alert label {k}={v}" for k, v in sorted(subject.labels.items())[:20])
     lines.extend(f"alert annotation {k}: {v}" for k, v in sorted(subject.annotations.items())[:10])
-    lines.append(f"deterministic diagnosis: {diagnosis.category.value} ({diagnosis.confidence:.2f}): "
-                 f"{diagnosis.root_cause}")
+    lines.append(
+        f"deterministic diagnosis: {diagnosis.category.value} ({diagnosis.confidence:.2f}): {diagnosis.root_cause}"
+    )
     lines.extend(f"diagnosis evidence: {line}" for line in diagnosis.evidence)
     for pod in ctx.pods:
         lines.append(f"pod {pod.namespace}/{pod.name}: phase={pod.phase} node={pod.node}")
@@ -202,8 +204,10 @@ def _facts(evidence: Evidence, diagnosis: Diagnosis) -> list[str]:
             if item.limits:
                 lines.append(f"  container {item.name} limits {dict(item.limits)} requests {dict(item.requests)}")
     if evidence.rollout is not None:
-        lines.append(f"rollout: newest revision {evidence.rollout.new.revision}; changes: "
-                     + ("; ".join(evidence.rollout.changes) or "none"))
+        lines.append(
+            f"rollout: newest revision {evidence.rollout.new.revision}; changes: "
+            + ("; ".join(evidence.rollout.changes) or "none")
+        )
     for record in evidence.objects:
         if record.kind == "Node" and record.body is not None:
             conditions = node_conditions(record.body)
@@ -257,8 +261,9 @@ def build_prompt(
     logs = [(name, redact(body, secrets).replace("<<<", "‹‹‹")) for name, body in _logs(evidence)]
     tag = hashlib.sha256("\n".join([facts, *(body for _, body in logs)]).encode()).hexdigest()[:12]
     schema = json.dumps(llm_output_schema(), separators=(",", ":"))
-    system = _SYSTEM.format(tag=tag, schema=schema, categories=", ".join(c.value for c in Category),
-                            playbooks=", ".join(PLAYBOOKS))
+    system = _SYSTEM.format(
+        tag=tag, schema=schema, categories=", ".join(c.value for c in Category), playbooks=", ".join(PLAYBOOKS)
+    )
     intro = "Analyse this incident. Data blocks follow.\n"
     room = max(budget_chars - len(system) - len(intro), 0)
     overhead = len(_block(tag, "facts", ""))

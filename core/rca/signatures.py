@@ -38,8 +38,10 @@ _BAD_COMMAND = re.compile(
     re.IGNORECASE,
 )
 _COMMAND_WAITING = frozenset({"RunContainerError", "CreateContainerError", "StartError", "ContainerCannotRun"})
-_DNS = re.compile(r"no such host|name or service not known|could not translate host|enotfound|eai_again|"
-                  r"unknownhostexception|temporary failure in name resolution")
+_DNS = re.compile(
+    r"no such host|name or service not known|could not translate host|enotfound|eai_again|"
+    r"unknownhostexception|temporary failure in name resolution"
+)
 _PROBE = re.compile(r"^(Liveness|Readiness|Startup) probe (?:failed|errored)", re.IGNORECASE)
 
 
@@ -56,20 +58,44 @@ def image_pull(ctx: Context) -> Match | None:
         lines = [*state_lines(pod, item), *(event_line(e) for e in events[-3:])]
         image = item.image or "?"
         if _RATE_LIMIT.search(messages):
-            return Match(Category.REGISTRY_RATE_LIMIT, f"Registry rate limit: pulling {image} was refused "
-                         "with 429 Too Many Requests", tuple(lines), 0.9, "image-pull", "image_rate_limit")
+            return Match(
+                Category.REGISTRY_RATE_LIMIT,
+                f"Registry rate limit: pulling {image} was refused with 429 Too Many Requests",
+                tuple(lines),
+                0.9,
+                "image-pull",
+                "image_rate_limit",
+            )
         if _NOT_FOUND.search(messages):
-            return Match(Category.IMAGE_NOT_FOUND, f"Image {image} not found in its registry (tag or name "
-                         "does not exist)", tuple(lines), 0.9, "image-pull", "image_not_found")
+            return Match(
+                Category.IMAGE_NOT_FOUND,
+                f"Image {image} not found in its registry (tag or name does not exist)",
+                tuple(lines),
+                0.9,
+                "image-pull",
+                "image_not_found",
+            )
         if _AUTH.search(messages):
             ambiguous = "does not exist" in messages
-            return Match(Category.REGISTRY_AUTH, f"Registry refused credentials for {image}"
-                         + (" (or the repository does not exist)" if ambiguous else "")
-                         + "; check imagePullSecrets", tuple(lines), 0.65 if ambiguous else 0.88,
-                         "image-pull", "registry_auth")
+            return Match(
+                Category.REGISTRY_AUTH,
+                f"Registry refused credentials for {image}"
+                + (" (or the repository does not exist)" if ambiguous else "")
+                + "; check imagePullSecrets",
+                tuple(lines),
+                0.65 if ambiguous else 0.88,
+                "image-pull",
+                "registry_auth",
+            )
         if _WEAK_NOT_FOUND.search(messages) or item.waiting_reason == "InvalidImageName":
-            return Match(Category.IMAGE_NOT_FOUND, f"Image reference {image} is invalid or does not exist",
-                         tuple(lines), 0.75, "image-pull", "image_invalid")
+            return Match(
+                Category.IMAGE_NOT_FOUND,
+                f"Image reference {image} is invalid or does not exist",
+                tuple(lines),
+                0.75,
+                "image-pull",
+                "image_invalid",
+            )
     return None
 
 
@@ -105,14 +131,25 @@ def bad_command(ctx: Context) -> Match | None:
         lines = state_lines(pod, item)
         found = _BAD_COMMAND.search(joined)
         if found is not None:
-            return Match(Category.BAD_COMMAND, f"Bad command: container {item.name} cannot start: {found.group(0)} "
-                         f"({_command_hint(joined)})", tuple(lines), 0.92, _crash_playbook(ctx), "bad_command")
+            return Match(
+                Category.BAD_COMMAND,
+                f"Bad command: container {item.name} cannot start: {found.group(0)} ({_command_hint(joined)})",
+                tuple(lines),
+                0.92,
+                _crash_playbook(ctx),
+                "bad_command",
+            )
         if term is not None and term.exit_code in (126, 127):
             meaning = "command not found" if term.exit_code == 127 else "command not executable"
             log_lines = _log_examples(ctx, pod, item, LogCategory.BAD_COMMAND)
-            return Match(Category.BAD_COMMAND, f"Bad command: container {item.name} exits {term.exit_code} "
-                         f"({meaning})", tuple([*lines, *log_lines]), 0.85 if log_lines else 0.78,
-                         _crash_playbook(ctx), "bad_command_exit")
+            return Match(
+                Category.BAD_COMMAND,
+                f"Bad command: container {item.name} exits {term.exit_code} ({meaning})",
+                tuple([*lines, *log_lines]),
+                0.85 if log_lines else 0.78,
+                _crash_playbook(ctx),
+                "bad_command_exit",
+            )
     return None
 
 
@@ -144,15 +181,22 @@ def memory_limit(ctx: Context) -> Match | None:
         if item.requests.get("memory"):
             lines.append(f"{where(pod, item)}: resources.requests.memory={item.requests['memory']}")
         lines.extend(_alert_usage(ctx))
-        return Match(Category.MEMORY_LIMIT, f"OOM: {what} hit {times}x{window}", tuple(lines), 0.95, "oom",
-                     "oom_killed")
+        return Match(
+            Category.MEMORY_LIMIT, f"OOM: {what} hit {times}x{window}", tuple(lines), 0.95, "oom", "oom_killed"
+        )
     for pod, item in ctx.containers():
         oom_lines = _log_examples(ctx, pod, item, LogCategory.OOM)
         if oom_lines and item.restart_count > 0:
             limit = item.limits.get("memory")
             suffix = f" (memory limit {limit})" if limit else ""
-            return Match(Category.MEMORY_LIMIT, f"OOM: container {item.name} ran out of memory{suffix}",
-                         tuple([*state_lines(pod, item), *oom_lines]), 0.75, "oom", "oom_in_logs")
+            return Match(
+                Category.MEMORY_LIMIT,
+                f"OOM: container {item.name} ran out of memory{suffix}",
+                tuple([*state_lines(pod, item), *oom_lines]),
+                0.75,
+                "oom",
+                "oom_in_logs",
+            )
     return None
 
 
@@ -178,14 +222,26 @@ def probes(ctx: Context) -> Match | None:
         killed = [event_line(e) for e in ctx.pod_events("Killing") if "probe" in e.message]
         lines = [*state_lines(pod, item), *liveness[-2:], *startup[-2:], *killed[-1:]]
         if startup and item.restart_count > 0:
-            return Match(Category.SLOW_START, f"Slow start: container {item.name} does not pass its startupProbe "
-                         "in time and is restarted", tuple(lines), 0.8, None, "startup_probe")
+            return Match(
+                Category.SLOW_START,
+                f"Slow start: container {item.name} does not pass its startupProbe in time and is restarted",
+                tuple(lines),
+                0.8,
+                None,
+                "startup_probe",
+            )
         if liveness and (item.restart_count > 0 or killed):
             return _liveness_verdict(ctx, pod, item, lines)
         if readiness and not liveness and item.restart_count == 0:
-            return Match(Category.SLOW_START, f"Readiness only: container {item.name} is running but not ready "
-                         "(readiness probe failing); it is not restarted", tuple([*lines, *readiness[-2:]]), 0.6,
-                         None, "readiness_only")
+            return Match(
+                Category.SLOW_START,
+                f"Readiness only: container {item.name} is running but not ready "
+                "(readiness probe failing); it is not restarted",
+                tuple([*lines, *readiness[-2:]]),
+                0.6,
+                None,
+                "readiness_only",
+            )
     return None
 
 
@@ -196,18 +252,32 @@ def _liveness_verdict(ctx: Context, pod: PodFacts, item: ContainerFacts, lines: 
     if probe is not None and ran is not None and item.startup is None:
         allowed = probe.earliest_kill_seconds
         if ran <= allowed + probe.period + 10 and not _crashed_with_error(ctx, pod, item):
-            detail = (f"killed after {int(ran)}s; liveness allows {allowed}s "
-                      f"(initialDelaySeconds={probe.initial_delay}, {probe.failure_threshold}x{probe.period}s)")
-            return Match(Category.SLOW_START, f"Slow start: container {item.name} is killed by its liveness probe "
-                         f"before it finishes starting ({detail}); add a startupProbe or raise "
-                         "initialDelaySeconds", tuple([*lines, f"{where(pod, item)}: {detail}"]), 0.78, None,
-                         "liveness_before_ready")
+            detail = (
+                f"killed after {int(ran)}s; liveness allows {allowed}s "
+                f"(initialDelaySeconds={probe.initial_delay}, {probe.failure_threshold}x{probe.period}s)"
+            )
+            return Match(
+                Category.SLOW_START,
+                f"Slow start: container {item.name} is killed by its liveness probe "
+                f"before it finishes starting ({detail}); add a startupProbe or raise "
+                "initialDelaySeconds",
+                tuple([*lines, f"{where(pod, item)}: {detail}"]),
+                0.78,
+                None,
+                "liveness_before_ready",
+            )
         uptime = f" after running {duration_text(timedelta(seconds=ran))}"
     else:
         uptime = ""
-    return Match(Category.LIVENESS_PROBE, f"Liveness probe: container {item.name} stops answering its liveness "
-                 f"probe{uptime} and is restarted ({item.restart_count} restarts)", tuple(lines), 0.82,
-                 _crash_playbook(ctx), "liveness_probe")
+    return Match(
+        Category.LIVENESS_PROBE,
+        f"Liveness probe: container {item.name} stops answering its liveness "
+        f"probe{uptime} and is restarted ({item.restart_count} restarts)",
+        tuple(lines),
+        0.82,
+        _crash_playbook(ctx),
+        "liveness_probe",
+    )
 
 
 def _crashed_with_error(ctx: Context, pod: PodFacts, item: ContainerFacts) -> bool:
@@ -244,23 +314,49 @@ def _crash_verdict(ctx: Context, pod: PodFacts, item: ContainerFacts) -> Match:
         if kind is LogCategory.CONNECTION or (summary.exception is None and connection >= 3):
             return _dependency(ctx, pod, record, lines, code)
         if kind in (LogCategory.MISSING_CONFIG, LogCategory.MISSING_FILE):
-            return Match(Category.MISSING_CONFIG, f"Missing config: container {item.name} exits ({code}): "
-                         f"{clip(decisive, 160)}", tuple([*lines, log_line(record, decisive)]), 0.78, playbook,
-                         "config_in_logs")
+            return Match(
+                Category.MISSING_CONFIG,
+                f"Missing config: container {item.name} exits ({code}): {clip(decisive, 160)}",
+                tuple([*lines, log_line(record, decisive)]),
+                0.78,
+                playbook,
+                "config_in_logs",
+            )
         if kind is LogCategory.OOM:
-            return Match(Category.MEMORY_LIMIT, f"OOM: container {item.name} ran out of memory: "
-                         f"{clip(decisive, 160)}", tuple([*lines, log_line(record, decisive)]), 0.75, "oom",
-                         "oom_in_logs")
+            return Match(
+                Category.MEMORY_LIMIT,
+                f"OOM: container {item.name} ran out of memory: {clip(decisive, 160)}",
+                tuple([*lines, log_line(record, decisive)]),
+                0.75,
+                "oom",
+                "oom_in_logs",
+            )
         if summary.exception:
-            return Match(Category.APP_CRASH, f"App crash: container {item.name} exits ({code}) after "
-                         f"{clip(summary.exception, 160)}", tuple([*lines, log_line(record, summary.exception)]),
-                         0.85, playbook, "exception")
-        return Match(Category.APP_CRASH, f"App crash: container {item.name} exits ({code}); last error: "
-                     f"{clip(decisive, 160)}", tuple([*lines, log_line(record, decisive)]), 0.65, playbook,
-                     "error_line")
+            return Match(
+                Category.APP_CRASH,
+                f"App crash: container {item.name} exits ({code}) after {clip(summary.exception, 160)}",
+                tuple([*lines, log_line(record, summary.exception)]),
+                0.85,
+                playbook,
+                "exception",
+            )
+        return Match(
+            Category.APP_CRASH,
+            f"App crash: container {item.name} exits ({code}); last error: {clip(decisive, 160)}",
+            tuple([*lines, log_line(record, decisive)]),
+            0.65,
+            playbook,
+            "error_line",
+        )
     unread = "no logs could be read" if not summaries else "its logs show no error"
-    return Match(Category.APP_CRASH, f"App crash: container {item.name} exits ({code}); {unread}", tuple(lines),
-                 0.45, playbook, "exit_code")
+    return Match(
+        Category.APP_CRASH,
+        f"App crash: container {item.name} exits ({code}); {unread}",
+        tuple(lines),
+        0.45,
+        playbook,
+        "exit_code",
+    )
 
 
 def _dependency(ctx: Context, pod: PodFacts, record: LogRecord, lines: list[str], code: str) -> Match:
@@ -280,8 +376,14 @@ def _dependency(ctx: Context, pod: PodFacts, record: LogRecord, lines: list[str]
         how = f"connections to {target} time out"
     else:
         how = f"{target} cannot be reached"
-    return Match(Category.DEPENDENCY_UNREACHABLE, f"Dependency unreachable: {how}; container exits ({code})",
-                 tuple([*lines, *examples, *extra]), confidence, None, "dependency")
+    return Match(
+        Category.DEPENDENCY_UNREACHABLE,
+        f"Dependency unreachable: {how}; container exits ({code})",
+        tuple([*lines, *examples, *extra]),
+        confidence,
+        None,
+        "dependency",
+    )
 
 
 def _endpoint_facts(ctx: Context, host: str | None) -> list[str]:
@@ -301,11 +403,17 @@ def _endpoint_facts(ctx: Context, host: str | None) -> list[str]:
 def alert_context(ctx: Context) -> list[str]:
     """Alertmanager labels and annotations worth quoting as evidence."""
     subject = ctx.evidence.subject
-    lines = [clip(f"alert {key}: {subject.annotations[key]}") for key in ("summary", "description", "message")
-             if key in subject.annotations]
+    lines = [
+        clip(f"alert {key}: {subject.annotations[key]}")
+        for key in ("summary", "description", "message")
+        if key in subject.annotations
+    ]
     if subject.labels.get("alertname"):
-        lines.insert(0, f"alert {subject.labels['alertname']} labels: "
-                     + clip(", ".join(f"{k}={v}" for k, v in sorted(subject.labels.items())), 200))
+        lines.insert(
+            0,
+            f"alert {subject.labels['alertname']} labels: "
+            + clip(", ".join(f"{k}={v}" for k, v in sorted(subject.labels.items())), 200),
+        )
     return lines
 
 

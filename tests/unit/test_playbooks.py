@@ -257,10 +257,17 @@ def test_a_verify_deadline_includes_stable_for() -> None:
 
 
 def test_a_failed_read_step_is_recorded_and_the_run_goes_on_to_ask_for_approval() -> None:
-    run, effects = drive(new_run(), [Start(), StepResult(step="look", ok=False, detail="no previous container")])
+    run, effects = drive(
+        new_run(), [Start(), StepResult(step="look", ok=False, detail="no previous container", missing=True)]
+    )
     assert run.status is RunStatus.AWAITING_APPROVAL
     assert run.outcomes[-1].status == "failed" and "continuing" in run.outcomes[-1].detail
     assert "request_approval" in kinds(effects) or any(type(e).__name__ == "RequestApproval" for e in effects)
+
+
+def test_a_refused_or_hung_read_step_still_fails_the_run() -> None:
+    run, _ = drive(new_run(), [Start(), StepResult(step="look", ok=False, detail="refused: namespace not allowed")])
+    assert run.status is RunStatus.FAILED
 
 
 def test_a_failed_mutating_step_still_fails_the_run() -> None:
