@@ -121,13 +121,17 @@ async def test_a_crash_loop_is_detected_restarted_after_approval_verified_and_it
     stores = await engine._ready()
 
     async def pending() -> list[dict[str, Any]]:
-        return list(await coordinator.list_approvals("pending"))
+        # The session database is shared with other tests: keep only this test's workload.
+        found = await coordinator.list_approvals("pending")
+        return [a for a in found if str(a["action"]["params"].get("name", "")).startswith("web-")]
 
     (approval,) = await wait_for(pending, timeout=60, interval=0.1, message="the restart waiting for approval")
     pod = approval["action"]["params"]["name"]
     assert approval["action"]["tool"] == "delete_pod" and approval["risk"] == "medium"
-    incidents = await stores.postgres.list_incidents(status="open", namespace="production")
-    assert len(incidents) == 1
+    incidents = [
+        i for i in await stores.postgres.list_incidents(status="open", namespace="production") if "web" in i.title
+    ]
+    assert len(incidents) == 1, [i.title for i in incidents]
     incident_id = incidents[0].id
 
     result = await coordinator.decide(approval["id"], who="cli:alice", decision="approve", channel="cli")
