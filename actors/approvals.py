@@ -186,6 +186,7 @@ class ApprovalCoordinator(RunEngine):
                 reason = f"approval {key} was decided concurrently elsewhere; look it up again"
                 await self._refusal(who, channel, what, key, reason, now)
                 raise ApprovalError(reason)
+            self._metrics.approval_closed(new_approval, now)
             if new_approval.state.final:
                 await gates.forget_pending(key)
             else:
@@ -252,6 +253,9 @@ class ApprovalCoordinator(RunEngine):
     async def executions(self, run_id: str | None = None) -> list[dict[str, Any]]:
         records, _ = await self._ready()
         return await records.executions(run_id)
+
+    def metrics_text(self) -> str:
+        return self._metrics.render()
 
     async def health(self) -> dict[str, Any]:
         records, gates = await self._ready()

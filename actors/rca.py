@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from adapters.embedded import start_postgres
 from adapters.kube import KubeApiError, KubeClient
 from adapters.llm import LlmClient
+from adapters.metrics import RcaMetrics
 from adapters.postgres import PostgresStore
 from adapters.rca_queries import answer
 from adapters.rca_store import RcaStore
@@ -156,6 +157,7 @@ class RcaWorker:
         self._kube_lock = asyncio.Lock()
         self._known = settings.secret_values()
         self._started_at = time.time()
+        self._metrics = RcaMetrics(lambda: self._counters, self._llm.stats)
         self._counters: dict[str, Any] = {
             "analyses": 0,
             "timeouts": 0,
@@ -208,6 +210,7 @@ class RcaWorker:
             "llm": {"used": report.mode == "llm", "configured": self._llm.configured},
         }
         result = redact_obj(result, self._known)
+        self._metrics.analysed(report.mode, time.monotonic() - started)
         duration = round((time.monotonic() - started) * 1000, 1)
         result["duration_ms"] = duration
         self._counters["last_duration_ms"] = duration
@@ -329,6 +332,9 @@ class RcaWorker:
             {**row.body, "mode": row.mode, "created_at": row.created_at.isoformat()}
             for row in await store.for_incident(incident_id)
         ]
+
+    def metrics_text(self) -> str:
+        return self._metrics.render()
 
     async def health(self) -> dict[str, Any]:
         """The worker's view of the cluster, PostgreSQL and the LLM, plus its counters."""

@@ -224,7 +224,7 @@ class RuleEngine:
                     except Exception as e:  # noqa: BLE001 - logged; the run can be started by hand
                         log.warning("playbook hand-off failed for %s: %s", effect.incident_id, e)
             elif isinstance(effect, ResolveIncident):
-                self._metrics.incidents_resolved.labels(reason=effect.reason.value).inc()
+                self._metrics.resolved(effect.reason.value, state.groups.get(effect.group_key))
         self._schedule_tick()
 
     async def ingest(self, signals: Sequence[Signal | dict[str, Any]]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from actors.stores import Stores
 from actors.verify import verify
 from adapters.approval_store import AuditRow, GateState, RunRecords
 from adapters.mcp_client import KubeMcpClient
+from adapters.metrics import ApprovalMetrics
 from config.loader import default_playbooks_dir, load_playbooks
 from config.policy import LoadedPolicy, load_policy
 from config.schema import PlaybookSpec
@@ -127,6 +128,7 @@ class RunEngine:
         self._executed: list[str] = []
         self._closing = False
         self._started_at = time.time()
+        self._metrics = ApprovalMetrics()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def _ready(self) -> tuple[RunRecords, GateState]:
@@ -272,6 +274,7 @@ class RunEngine:
                         {"step": effect.step, "reason": verdict.reason},
                         self._clock(),
                     )
+                    self._metrics.guardrail_blocks.labels(rule=verdict.rule or "guardrail").inc()
                     return StepBlocked(step=effect.step, rule=verdict.rule or "guardrail", reason=verdict.reason)
             result = await self._execute(run, effect.step, "step", effect.action, effect.timeout, actor, channel)
             if result is None:
@@ -308,6 +311,7 @@ class RunEngine:
             result = {"error": detail}
         done = self._clock()
         await records.finish_execution(key, ok, result, done)
+        self._metrics.step(action.tool, phase, ok)
         outcome = "succeeded" if ok else f"failed: {detail}"
         await self._audit(actor, channel, what, run.id, outcome, {"step": step, "phase": phase, "key": key}, done)
         return ok, detail
@@ -423,6 +427,7 @@ class RunEngine:
                 candidate = secrets.token_hex(3)
             else:
                 raise TemporaryError("could not allocate an approval id; try again")
+            self._metrics.requested.labels(risk=approval.risk.value).inc()
             quiet = False
         if approval.state is not ApprovalState.PENDING:
             return
@@ -453,6 +458,7 @@ class RunEngine:
         closed, effects = advance_approval(approval, Cancel(by=actor, reason="run cancelled"), now)
         await records.save_decision(approval, closed, None)
         await gates.forget_pending(approval.id)
+        self._metrics.approval_closed(closed, now)
         for item in effects:
             if isinstance(item, Audit):
                 await self._audit_effect(item, now, actor, "playbook")
@@ -478,6 +484,7 @@ class RunEngine:
                 if not await records.save_decision(approval, closed, new_run if new_run != run else None):
                     continue
                 await gates.forget_pending(approval.id)
+                self._metrics.approval_closed(closed, now)
                 await self._perform(new_run, out, now, actor=SYSTEM, channel="timer")
                 expired.append(approval_view(closed))
         return expired

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from adapters.kube import EventType, Informer, KubeClient, WatchEvent
+from adapters.metrics import WatchMetrics
 from adapters.redis import RedisStore
 from config.settings import Settings
 from core.detectors import CLUSTER_INPUT_KINDS, NAMESPACED_INPUT_KINDS, Finding, detect_all
@@ -113,6 +114,7 @@ class Watcher:
         self._redis: RedisStore | None = None
         self._counters = {"events": 0, "flushes": 0, "signals_sent": 0, "send_errors": 0}
         self._last_error: str | None = None
+        self._metrics = WatchMetrics(scope, lambda: [i.status() for i in self._informers])
         self._started = False
         self._lock = asyncio.Lock()
         self._boot = _autostart(self.start) if autostart else None
@@ -162,6 +164,7 @@ class Watcher:
             except Exception as e:  # noqa: BLE001 - a watcher must outlive any single failure
                 self._last_error = f"{type(e).__name__}: {e}"
                 self._counters["send_errors"] += 1
+                self._metrics.send_errors.labels(namespace=self.scope).inc()
                 log.warning("watcher %s flush failed: %s", self.scope, self._last_error)
                 self._dirty.set()
                 await asyncio.sleep(1.0)
@@ -188,6 +191,7 @@ class Watcher:
             await self._rules.ingest.remote([s.model_dump(mode="json") for s in batch])
         self._last_sent = sent
         self._counters["signals_sent"] += len(signals)
+        self._metrics.sent(signals)
         if self._redis is not None:
             with contextlib.suppress(TemporaryError):
                 await self._redis.set_json(self._state_key(), sent)
@@ -210,6 +214,10 @@ class Watcher:
             **self._counters,
             "informers": [i.status() for i in self._informers],
         }
+
+    def metrics_text(self) -> str:
+        """Prometheus text: informer counters per kind, detections by reason (see adapters.metrics)."""
+        return self._metrics.render()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -272,6 +280,7 @@ class WatcherSupervisor:
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._last_error: str | None = None
+        self._metrics = WatchMetrics(CLUSTER_SCOPE, lambda: [self._informer.status()] if self._informer else [])
         self._boot = _autostart(self.start) if autostart else None
 
     async def start(self) -> dict[str, Any]:
@@ -336,6 +345,10 @@ class WatcherSupervisor:
             "last_error": self._last_error,
             "namespace_informer": self._informer.status() if self._informer else None,
         }
+
+    def metrics_text(self) -> str:
+        """Prometheus text of the Namespace informer (see adapters.metrics)."""
+        return self._metrics.render()
 
     async def stop(self) -> None:
         if self._task is not None:

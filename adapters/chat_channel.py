@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO, TypeVar
 
+from adapters.metrics import ChatMetrics, shared
 from core.chat import ChatEvent, Message, MessageRef, parse
 from core.errors import TemporaryError
 
@@ -158,13 +159,16 @@ async def call_with_retry(
     """
     for attempt in itertools.count(1):
         try:
+            shared(ChatMetrics).sends.labels(channel=ChatMetrics.channel(what)).inc()
             return await call()
         except Exception as error:
             wait = retry_after(error)
             if wait is None:
                 raise
             if attempt >= policy.attempts or wait > policy.max_wait:
+                shared(ChatMetrics).gave_up.labels(channel=ChatMetrics.channel(what)).inc()
                 raise TemporaryError(f"{what}: rate limited, retry after {wait:g}s", delay=max(wait, 1.0)) from error
+            shared(ChatMetrics).retries.labels(channel=ChatMetrics.channel(what)).inc()
             log.info("%s: rate limited, retrying in %gs (attempt %d/%d)", what, wait, attempt, policy.attempts)
             await policy.sleep(wait)
     raise AssertionError("unreachable")  # pragma: no cover

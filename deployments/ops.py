@@ -9,6 +9,7 @@ stores and the rule engine answer). ``/api/*`` needs ``OPS_API_TOKEN``.
 # No "from __future__ import annotations": FastAPI must see real types on route methods.
 
 import asyncio
+import logging
 import time
 from typing import Any, Literal
 
@@ -20,15 +21,24 @@ from ray import serve
 
 from actors import remote
 from actors.stores import Stores
-from adapters.metrics import IngressMetrics
+from adapters.metrics import IngressMetrics, merge
 from adapters.rca_store import RcaStore
 from config.settings import Settings
 from core.errors import AiopsError, InputError, NotFound, TemporaryError
 from deployments.http import cause_of, check_token, error_response, read_body
 
 api = FastAPI(title="ray-aiops ops", version="0.1.0")
+log = logging.getLogger(__name__)
 
 _ACTOR_TIMEOUT = 2.0
+# Serve apps whose replicas keep their own registry (``metrics_text``); an app that is not
+# deployed, or exports nothing, is left out of the scrape (and reported as not up).
+_INGRESS_APPS = (("alerts", "AlertsIngress"), ("chat", "ChatIngress"))
+
+
+async def _ingress_metrics(app_name: str, deployment: str) -> Any:
+    handle = serve.get_deployment_handle(deployment, app_name=app_name)
+    return await handle.metrics_text.remote()
 
 
 def _incident_json(incident: Any) -> dict[str, Any]:
@@ -128,14 +138,36 @@ class OpsIngressImpl:
         report = await self._health()
         return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
+    async def _metrics_of(self, component: str, call: Any) -> tuple[str, str | None, bool]:
+        """(component, its rendering or None when it did not answer, whether it exports metrics)."""
+        try:
+            text = await asyncio.wait_for(call(), timeout=_ACTOR_TIMEOUT)
+        except Exception as e:  # noqa: BLE001 - one silent component (or an app not deployed) must not break the scrape
+            cause = cause_of(e)
+            log.info("metrics of %s not collected: %s", component, type(cause).__name__)
+            return component, None, not isinstance(cause, AttributeError)
+        return component, text if isinstance(text, str) else None, True
+
     @api.get("/metrics")
     async def metrics(self) -> PlainTextResponse:
-        parts = [self._metrics.render()]
+        """Every aiops actor's and ingress app's registry, merged into one scrape (no token: a
+        scrape target; nothing here is secret). ``aiops_component_up`` says who answered."""
+        calls = [self._metrics_of(remote.RULE_ENGINE, lambda: self._engine.metrics_text.remote())]
         try:
-            parts.append(await asyncio.wait_for(self._engine.metrics_text.remote(), timeout=_ACTOR_TIMEOUT))
-        except (TimeoutError, ray.exceptions.RayError):
-            parts.append("# aiops-rules did not answer\n")
-        return PlainTextResponse("".join(parts), media_type="text/plain; version=0.0.4; charset=utf-8")
+            others = [n for n in remote.actor_names() if n != remote.RULE_ENGINE]
+        except ray.exceptions.RayError:
+            others = []
+        for name in others:
+            handle = remote.existing(name)
+            if handle is not None:
+                calls.append(self._metrics_of(name, lambda h=handle: h.metrics_text.remote()))
+        for app_name, deployment in _INGRESS_APPS:
+            calls.append(self._metrics_of(app_name, lambda a=app_name, d=deployment: _ingress_metrics(a, d)))
+        answers = await asyncio.gather(*calls)
+        parts = [("ops", self._metrics.render())] + [(c, t) for c, t, _ in answers if t is not None]
+        up = {c: t is not None for c, t, exports in answers if exports}
+        text = merge(parts, up=up)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @api.get("/api/incidents")
     async def incidents(
