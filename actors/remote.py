@@ -163,3 +163,50 @@ def watch_supervisor(settings: Settings) -> Any:
     return cls.options(name=WATCH_SUPERVISOR, max_concurrency=16, **_COMMON).remote(
         settings, RaySpawner(settings), autostart=True
     )
+
+
+CHAT = "aiops-chat"
+NOTIFIER = "aiops-notifier"
+
+
+class ActorPeer:
+    """``actors.chat_dispatch.Peer`` over an actor handle; our errors come back unwrapped from Ray."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        from core.errors import AiopsError, PermanentError
+
+        try:
+            function = getattr(self._handle, method)
+        except AttributeError:
+            raise PermanentError(f"the actor has no method {method!r}") from None
+        try:
+            return await function.remote(*args, **kwargs)
+        except ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, AiopsError):
+                raise cause from None
+            raise
+
+
+def chat_dispatcher(settings: Settings) -> Any:
+    """Handle to ``aiops-chat``: authorises and runs chat commands, replies in chat."""
+    from actors.chat_dispatch import ChatDispatcher
+
+    existing_handle = existing(CHAT)
+    if existing_handle is not None:
+        return existing_handle
+    cls = ray.remote(ChatDispatcher)
+    return cls.options(name=CHAT, max_concurrency=32, **_COMMON).remote(
+        settings, coordinator=ActorPeer(approvals(settings)), engine=ActorPeer(rule_engine(settings))
+    )
+
+
+def notifier(settings: Settings) -> Any:
+    """Handle to ``aiops-notifier``: incidents, approvals and step outcomes into chat (call ``start``)."""
+    from actors.notifier import Notifier
+
+    cls = ray.remote(Notifier)
+    return cls.options(name=NOTIFIER, max_concurrency=8, **_COMMON).remote(settings, autostart=True)

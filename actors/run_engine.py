@@ -105,7 +105,7 @@ class RunEngine:
     ) -> None:
         self._settings = settings
         self._clock = clock
-        self._policy = policy or load_policy()
+        self._policy = policy or load_policy(settings.policy_file)
         specs = (
             playbooks if playbooks is not None else load_playbooks([settings.playbooks_dir or default_playbooks_dir()])
         )

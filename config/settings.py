@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(default="aiops:", validation_alias=_env("AIOPS_REDIS_PREFIX"))
     rules_file: str | None = Field(default=None, validation_alias=_env("AIOPS_RULES_FILE"))
     playbooks_dir: str | None = Field(default=None, validation_alias=_env("AIOPS_PLAYBOOKS_DIR"))
+    policy_file: str | None = Field(default=None, validation_alias=_env("AIOPS_POLICY_FILE"))
+    chat_file: str | None = Field(default=None, validation_alias=_env("AIOPS_CHAT_FILE"))
+    chat_session_ttl_seconds: float = Field(
+        default=1800.0, ge=10, le=7 * 86400, validation_alias=_env("AIOPS_CHAT_SESSION_TTL_SECONDS")
+    )
     ray_address: str | None = Field(default=None, validation_alias=_env("RAY_ADDRESS"))
     http_host: str = Field(default="127.0.0.1", validation_alias=_env("AIOPS_HTTP_HOST"))
     http_port: int = Field(default=8000, ge=1, le=65535, validation_alias=_env("AIOPS_HTTP_PORT"))

@@ -149,9 +149,22 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from deployments.demo import run_demo
+    from deployments.demo import DemoOptions, run_demo
 
-    return run_demo(port=args.port, keep=args.keep, data_dir=args.data_dir)
+    return run_demo(
+        DemoOptions(
+            port=args.port,
+            keep=args.keep,
+            data_dir=args.data_dir,
+            scenario=args.scenario,
+            timeout=args.timeout,
+            restart_interval=args.restart_interval,
+            node_outage_after=args.node_outage_after,
+            verify_window=args.verify_window,
+            poll=args.poll,
+            settle=args.settle,
+        )
+    )
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -275,6 +288,37 @@ def cmd_switch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chat_setup_telegram(args: argparse.Namespace) -> int:
+    """``aiops chat setup-telegram --url URL``: register the webhook with its secret token."""
+    import asyncio
+
+    from adapters.telegram import TelegramChannel
+    from config.chat import load_chat
+
+    settings = Settings.from_env()
+    token = settings.secret("telegram_bot_token")
+    secret = settings.secret("telegram_webhook_secret")
+    if not token or not secret:
+        raise ConfigError("set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET before registering the webhook")
+    url = args.url.rstrip("/")
+    if not url.startswith("https://"):
+        raise ConfigError(f"Telegram only calls HTTPS webhooks; got {args.url!r}")
+    if not url.endswith("/api/webhook/telegram"):
+        url += "/api/webhook/telegram"
+    api_url = args.api_url or load_chat(args.chat_file or settings.chat_file).telegram.api_url
+
+    async def register() -> None:
+        channel = TelegramChannel(token, api_url=api_url)
+        try:
+            await channel.setup_webhook(url, secret, drop_pending_updates=args.drop_pending)
+        finally:
+            await channel.close()
+
+    asyncio.run(register())
+    print(f"telegram webhook set to {url} (secret token header on every update)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiops", description="AIOps for Kubernetes on Ray.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -336,10 +380,30 @@ def build_parser() -> argparse.ArgumentParser:
         ops_client(switch_cmd)
         switch_cmd.set_defaults(func=cmd_switch, switch=switch)
 
+    chat_cmd = sub.add_parser("chat", help="chat integrations (Telegram, Slack)")
+    chat_sub = chat_cmd.add_subparsers(dest="chat_command", required=True)
+    setup_tg = chat_sub.add_parser("setup-telegram", help="register the Telegram webhook with the secret token")
+    setup_tg.add_argument("--url", required=True, help="public HTTPS base URL (or the full webhook URL)")
+    setup_tg.add_argument("--api-url", default=None, help="Bot API base (default: chat file's telegram.api_url)")
+    setup_tg.add_argument("--chat-file", default=None, help="chat file (default: AIOPS_CHAT_FILE or shipped)")
+    setup_tg.add_argument("--drop-pending", action="store_true", help="drop updates queued while no webhook was set")
+    setup_tg.set_defaults(func=cmd_chat_setup_telegram)
+
     demo = sub.add_parser("demo", help="run the whole loop locally on embedded defaults")
     demo.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")
-    demo.add_argument("--keep", action="store_true", help="stay up after the scripted run until Ctrl-C")
+    demo.add_argument("--keep", action="store_true", help="stay up when input ends, until Ctrl-C or --timeout")
     demo.add_argument("--data-dir", default=None, help="data directory (default: AIOPS_DATA_DIR or ~/.local/share)")
+    demo.add_argument("--scenario", default="demo", help="sandbox scenario name or YAML file (default: demo)")
+    demo.add_argument("--timeout", type=float, default=None, help="stop after this many seconds (unattended runs)")
+    demo.add_argument("--restart-interval", type=float, default=None, help="seconds between crash-loop restarts")
+    demo.add_argument("--node-outage-after", type=float, default=None, help="seconds until the node goes NotReady")
+    demo.add_argument(
+        "--verify-window", type=float, default=15.0, help="cap on the playbooks' verify stable_for (default: 15s)"
+    )
+    demo.add_argument("--poll", type=float, default=1.0, help="seconds between console refreshes (default: 1)")
+    demo.add_argument(
+        "--settle", type=float, default=5.0, help="after input ends, stop once nothing changed this long (default: 5)"
+    )
     demo.set_defaults(func=cmd_demo)
 
     mcp = sub.add_parser("mcp-server", help="serve the Kubernetes tools over MCP (stdio or streamable HTTP)")

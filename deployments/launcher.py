@@ -53,7 +53,7 @@ def deploy(settings: Settings, *, port: int, rules_file: str | None = None) -> s
     serve.start(http_options={"host": settings.http_host, "port": port})
     alerts_app = alerts.AlertsIngress.options(user_config={"rules_file": rules_file}).bind(settings)
     serve.run(alerts_app, name="alerts", route_prefix="/api/alert", blocking=False)
-    serve.run(chat.build(), name="chat", route_prefix="/api/webhook", blocking=False)
+    serve.run(chat.build(settings), name="chat", route_prefix="/api/webhook", blocking=False)
     serve.run(ops.build(settings), name="ops", route_prefix="/", blocking=False)
     base = f"http://{settings.http_host}:{port}"
     wait_http(base + "/health", timeout=60.0)
