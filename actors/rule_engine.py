@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from actors.stores import Stores
+from adapters.correlation_store import CorrelationStore
 from adapters.incident_store import IncidentWriter, encode_effect
 from adapters.metrics import RuleEngineMetrics
 from config.loader import load_rules, rules_from_text
@@ -39,12 +40,12 @@ from core.correlation import (
     Tick,
 )
 from core.errors import ConfigError, TemporaryError
+from core.incident_groups import storage_delta
 from core.models import Incident, IncidentStatus, Signal
 from core.rules import RuleSet
 
 log = logging.getLogger(__name__)
 
-STATE_KEY = "rules:state"
 PENDING_KEY = "rules:pending"
 _STORED_EFFECTS = {
     "OpenIncident",
@@ -161,6 +162,8 @@ class RuleEngine:
         self._rules: RuleSet = load_rules(self._rules_path)
         self._correlator = Correlator(self._rules)
         self._state = CorrelationState.from_scratch()
+        self._stored: CorrelationState | None = None
+        self._state_store: CorrelationStore | None = None
         self._stores: Stores | None = None
         self._writer: IncidentWriter | None = None
         self._start_lock = asyncio.Lock()
@@ -177,9 +180,12 @@ class RuleEngine:
                 if self._stores is None:
                     stores = await Stores.open(self._settings)
                     writer = IncidentWriter(stores.postgres)
-                    saved = await stores.redis.get_json(STATE_KEY)
-                    if saved:
-                        self._state = CorrelationState.from_storage(saved)
+                    state_store = CorrelationStore(stores.redis)
+                    saved = await state_store.load()
+                    if saved is not None:
+                        self._state = saved
+                    self._stored = saved
+                    self._state_store = state_store
                     pending = await stores.redis.get_json(PENDING_KEY)
                     if pending:
                         log.warning("re-applying %d effects of an interrupted batch", len(pending["effects"]))
@@ -195,8 +201,9 @@ class RuleEngine:
         assert self._writer is not None  # noqa: S101 - set together with _stores
         encoded = [encode_effect(e) for e in effects if type(e).__name__ in _STORED_EFFECTS]
         batch = uuid.uuid4().hex
+        assert self._state_store is not None  # noqa: S101 - set together with _stores
         pipe = stores.redis.client.pipeline(transaction=True)
-        pipe.set(stores.redis.key(STATE_KEY), state.model_dump_json())
+        self._state_store.stage(pipe, storage_delta(self._stored, state))
         if encoded:
             pipe.set(
                 stores.redis.key(PENDING_KEY),
@@ -206,6 +213,7 @@ class RuleEngine:
             await pipe.execute()
         except Exception as e:  # noqa: BLE001 - any Redis failure means: not committed, retry later
             raise TemporaryError(f"Redis: cannot save correlation state: {e}") from e
+        self._stored = state
         if encoded:
             await self._writer.apply(encoded, now, batch)
             await stores.redis.delete(PENDING_KEY)

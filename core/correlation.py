@@ -246,9 +246,9 @@ class _Work(WorkingState):
         )
 
     def _put(self, key: str, group: IncidentGroup, tracked: TrackedSignal) -> IncidentGroup:
-        group = group.model_copy(
-            update={"signals": {**group.signals, tracked.signal.fingerprint: tracked}, "updated_at": self.now}
-        )
+        signals = self._own_signals(key, group)
+        signals[tracked.signal.fingerprint] = tracked
+        group = group.model_copy(update={"signals": signals, "updated_at": self.now})
         self.groups[key] = group
         self.fps[tracked.signal.fingerprint] = key
         if group.active and tracked.firing:
@@ -448,9 +448,9 @@ class _Work(WorkingState):
         source = self.groups[source_key]
         target = self.groups[target_key]
         gone = {t.signal.fingerprint for t in moving}
-        self.groups[source_key] = source.model_copy(
-            update={"signals": {fp: t for fp, t in source.signals.items() if fp not in gone}}
-        )
+        kept = {fp: t for fp, t in source.signals.items() if fp not in gone}
+        self.owned_signals[source_key] = kept
+        self.groups[source_key] = source.model_copy(update={"signals": kept})
         for tracked in moving:
             target = self._put(target_key, target, tracked.model_copy(update={"affected": affected}))
             self.effects.append(

@@ -76,6 +76,9 @@ class WorkingState:
         self.duplicates = state.duplicates
         self.effects: list[Effect] = []
         self.scheduled: set[str] = set()
+        # Signal dicts created during this batch, by group key: only these may change in place.
+        # Copying a storm group's dict for every signal made a batch quadratic in its size.
+        self.owned_signals: dict[str, dict[str, TrackedSignal]] = {}
         self.ticked = False
         for key, group in list(self.groups.items()):
             expired = group.resolved_at is not None and now - group.resolved_at > timedelta(seconds=group.cooldown)
@@ -184,6 +187,14 @@ class WorkingState:
         horizon = self.now - timedelta(seconds=self.policy.flap_window)
         recent = sum(1 for t in self.flaps.get(fingerprint, ()) if t > horizon)
         return recent > self.policy.flap_threshold
+
+    def _own_signals(self, key: str, group: IncidentGroup) -> dict[str, TrackedSignal]:
+        """The group's signal dict, copied once per batch (the previous state keeps its own)."""
+        owned = self.owned_signals.get(key)
+        if owned is None or owned is not group.signals:
+            owned = dict(group.signals)
+            self.owned_signals[key] = owned
+        return owned
 
     def freeze(self) -> CorrelationState:
         return CorrelationState.model_construct(

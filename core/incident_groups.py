@@ -14,6 +14,7 @@ guessed to belong to ``api`` from the name alone.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -272,3 +273,123 @@ class Topology:
         key = pod_key(signal)
         facts = self.pods.get(key) if key is not None else None
         return facts.node if facts is not None else None
+
+
+# --- incremental storage ----------------------------------------------------------------
+#
+# A storm group holds thousands of signals, and rewriting the whole state after every batch
+# cost more than correlating it. So the state is stored in parts (a small meta record, one
+# header per group, one record per signal, flap and tombstone) and each commit writes only
+# the parts that changed. The correlator is copy-on-write: an unchanged group or signal is
+# the same object in the old and new state, so ``is`` finds what changed without comparing.
+
+
+@dataclass(frozen=True)
+class PartsDelta:
+    """Changed and removed entries of one keyed part (values are JSON text)."""
+
+    changed: dict[str, str]
+    removed: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.changed and not self.removed
+
+
+@dataclass(frozen=True)
+class StateDelta:
+    """What to write so that the stored parts of ``old`` become those of ``new``."""
+
+    meta: str | None
+    groups: PartsDelta
+    signals: dict[str, PartsDelta]
+    dropped_groups: tuple[str, ...]
+    flaps: PartsDelta
+    tombstones: PartsDelta
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.meta is None
+            and self.groups.empty
+            and not self.signals
+            and self.flaps.empty
+            and self.tombstones.empty
+        )
+
+
+_META_FIELDS = {"silences", "maintenance", "duplicates"}
+
+
+def _meta_json(state: CorrelationState) -> str:
+    return state.model_dump_json(include=_META_FIELDS)
+
+
+def _header_json(group: IncidentGroup) -> str:
+    return group.model_dump_json(exclude={"signals"})
+
+
+def _times_json(times: tuple[datetime, ...] | datetime) -> str:
+    if isinstance(times, datetime):
+        return json.dumps(times.isoformat())
+    return json.dumps([t.isoformat() for t in times])
+
+
+def _keyed_delta(old: dict[str, Any], new: dict[str, Any], encode: Any) -> PartsDelta:
+    changed = {k: encode(v) for k, v in new.items() if (prev := old.get(k)) is not v and prev != v}
+    removed = tuple(k for k in old if k not in new)
+    return PartsDelta(changed, removed)
+
+
+def storage_delta(old: CorrelationState | None, new: CorrelationState) -> StateDelta:
+    """The parts of ``new`` that differ from ``old`` (everything when ``old`` is None)."""
+    base = old if old is not None else CorrelationState.from_scratch()
+    meta_changed = (
+        old is None
+        or base.silences != new.silences
+        or base.maintenance != new.maintenance
+        or base.duplicates != new.duplicates
+    )
+    headers: dict[str, str] = {}
+    signals: dict[str, PartsDelta] = {}
+    for key, group in new.groups.items():
+        prev = base.groups.get(key)
+        if prev is group:
+            continue
+        headers[key] = _header_json(group)
+        before = prev.signals if prev is not None else {}
+        delta = PartsDelta(
+            {fp: t.model_dump_json() for fp, t in group.signals.items() if before.get(fp) is not t},
+            tuple(fp for fp in before if fp not in group.signals),
+        )
+        if not delta.empty:
+            signals[key] = delta
+    dropped = tuple(k for k in base.groups if k not in new.groups)
+    return StateDelta(
+        meta=_meta_json(new) if meta_changed else None,
+        groups=PartsDelta(headers, dropped),
+        signals=signals,
+        dropped_groups=dropped,
+        flaps=_keyed_delta(base.flaps, new.flaps, _times_json),
+        tombstones=_keyed_delta(base.tombstones, new.tombstones, _times_json),
+    )
+
+
+def state_from_parts(
+    meta: str | None,
+    headers: dict[str, str],
+    signals: dict[str, dict[str, str]],
+    flaps: dict[str, str],
+    tombstones: dict[str, str],
+) -> CorrelationState:
+    """Rebuild (and validate) a state from the parts ``storage_delta`` wrote."""
+    data: dict[str, Any] = json.loads(meta) if meta else {}
+    groups: dict[str, Any] = {}
+    for key, header in headers.items():
+        group = json.loads(header)
+        group["signals"] = {fp: json.loads(text) for fp, text in signals.get(key, {}).items()}
+        groups[key] = group
+    data["groups"] = groups
+    data["flaps"] = {fp: json.loads(text) for fp, text in flaps.items()}
+    data["tombstones"] = {fp: json.loads(text) for fp, text in tombstones.items()}
+    return CorrelationState.model_validate(data)

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from actors.rule_engine import PENDING_KEY, STATE_KEY, RuleEngine
+from actors.rule_engine import PENDING_KEY, RuleEngine
+from adapters.correlation_store import LEGACY_KEY, META, CorrelationStore
 from config.settings import Settings
+from core.incident_groups import CorrelationState
 from core.models import Fingerprint, ObjectRef, Severity, Signal, SignalSource, SignalStatus
 from tests.payloads import am_alert, am_payload
 
@@ -122,6 +124,37 @@ async def test_a_restarted_engine_continues_the_same_incidents(engine: RuleEngin
         await restarted.close()
 
 
+async def test_the_state_stored_batch_by_batch_is_the_state_in_memory(engine: RuleEngine) -> None:
+    pods = [am(f"p{i}", alertname="KubePodNotReady", node="n1", pod=f"api-7d9f8-{i}") for i in range(30)]
+    await engine.ingest(pods[:10])
+    await engine.ingest([am("node", alertname="KubeNodeNotReady", node="n1", severity="critical"), *pods[10:20]])
+    recovered = am("p3", status="resolved", alertname="KubePodNotReady", node="n1", pod="api-7d9f8-3")
+    await engine.ingest([*pods[20:], recovered])
+    stores = await engine._ready()
+    loaded = await CorrelationStore(stores.redis).load()
+    assert loaded is not None and loaded == engine._state
+    assert sum(len(g.signals) for g in loaded.groups.values()) == 31
+    assert loaded.groups != CorrelationState.from_scratch().groups
+
+
+async def test_a_state_saved_in_the_old_single_key_layout_is_converted_and_continued(
+    engine: RuleEngine, settings: Settings
+) -> None:
+    await engine.ingest([am("a"), am("b", alertname="KubeNodeNotReady", node="n1")])
+    stores = await engine._ready()
+    old_layout = engine._state.model_dump_json()
+    await CorrelationStore(stores.redis).clear()
+    await stores.redis.client.set(stores.redis.key(LEGACY_KEY), old_layout)
+    restarted = RuleEngine(settings, clock=Clock())
+    try:
+        answer = await restarted.ingest([am("a")])
+        assert answer["duplicates"] == 1 and answer["opened"] == 0
+        assert await stores.redis.client.get(stores.redis.key(LEGACY_KEY)) is None
+        assert await CorrelationStore(stores.redis).load() == restarted._state
+    finally:
+        await restarted.close()
+
+
 async def test_effects_of_an_interrupted_batch_are_applied_on_the_next_start(
     engine: RuleEngine, settings: Settings
 ) -> None:
@@ -157,7 +190,7 @@ async def test_effects_of_an_interrupted_batch_are_applied_on_the_next_start(
         assert await stores.redis.get_json(PENDING_KEY) is None
         await restarted._ready()  # and applying it again would change nothing
         assert await count(restarted, f"SELECT count(*) FROM incidents WHERE id = '{incident_id}'") == 1
-        assert await stores.redis.get_json(STATE_KEY) is not None
+        assert await stores.redis.client.get(stores.redis.key(META)) is not None
     finally:
         await restarted.close()
 
