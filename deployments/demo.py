@@ -1,25 +1,48 @@
-"""``aiops demo``: the loop on this machine with nothing configured.
+"""``aiops demo``: the whole loop on this machine with nothing configured.
 
-Embedded PostgreSQL and Redis under the data directory, a local Ray with its dashboard,
-the three Serve apps on a free port, then a scripted alert storm posted the way
-Alertmanager posts it, and the incidents it became. Ctrl-C (or the end of the script
-without ``--keep``) stops everything the demo started.
+It starts, in order and each with progress shown: embedded PostgreSQL and Redis under the
+data directory (unless ``DATABASE_URL``/``REDIS_URL`` are set), the sandbox Kubernetes
+cluster playing the demo scenario (an OOM crash loop in ``production``, an image pull
+error in ``staging``, a failing Job in ``batch``, a node going NotReady), a local Ray of
+its own (own temp dir, free ports, never another Ray on the machine) with its dashboard,
+and the platform: watchers on the sandbox, rule engine, RCA worker (offline,
+deterministic diagnosis), approval coordinator and the three Serve apps. Then the console
+(``deployments/demo_console.py``) shows incidents, their root cause and approval requests
+as they arrive and reads commands from stdin (``approve <id>``, ``/incidents``, ...),
+acting as ``cli:demo`` (admin in the shipped policy).
+
+Ctrl-C (or SIGTERM), end of input once nothing is left to do (unless ``--keep``), or
+``--timeout`` stops everything it started: Ray and its actors, the sandbox and the
+embedded databases. Demo pacing (crash-loop restarts, the node outage, verification
+windows) is set by options so an unattended run can be fast; the shipped playbooks are
+used with their verification "stable for" windows capped at ``--verify-window``.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
+import hashlib
+import os
 import secrets
+import signal
 import socket
+import sys
+import threading
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-import httpx
+import psutil
+import yaml
 
-from actors.stores import resolve_urls
+from adapters.sandbox import BackgroundSandbox, NodeEvent, Scenario, load_scenario
+from config.loader import default_playbooks_dir, load_playbooks
 from config.settings import Settings
+from core.errors import AiopsError, ConfigError
 
 
 def free_port() -> int:
@@ -28,108 +51,314 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def sample_storm(now: datetime) -> dict[str, Any]:
-    """A node failure as Alertmanager would deliver it: node alert, pod alerts, a heartbeat."""
-    starts = (now - timedelta(minutes=2)).isoformat()
-    alerts = [
-        {
-            "status": "firing",
-            "labels": {"alertname": "KubeNodeNotReady", "node": "worker-2", "severity": "critical"},
-            "annotations": {"summary": "worker-2 has been unready for more than 15 minutes."},
-            "startsAt": starts,
-            "fingerprint": "node-worker-2",
-        },
-        {
-            "status": "firing",
-            "labels": {"alertname": "Watchdog", "severity": "none"},
-            "annotations": {},
-            "startsAt": starts,
-            "fingerprint": "watchdog",
-        },
-    ]
-    for i in range(5):
-        alerts.append(
-            {
-                "status": "firing",
-                "labels": {
-                    "alertname": "KubePodCrashLooping",
-                    "namespace": "production",
-                    "pod": f"api-7d9f-{i}",
-                    "deployment": "api",
-                    "severity": "warning",
-                },
-                "annotations": {"summary": f"Pod production/api-7d9f-{i} is crash looping."},
-                "startsAt": starts,
-                "fingerprint": f"api-{i}",
-            }
-        )
-    return {
-        "version": "4",
-        "groupKey": "{}:{}",
-        "truncatedAlerts": 0,
-        "status": "firing",
-        "receiver": "aiops",
-        "groupLabels": {},
-        "commonLabels": {},
-        "commonAnnotations": {},
-        "externalURL": "",
-        "alerts": alerts,
-    }
+@dataclass(frozen=True)
+class DemoOptions:
+    port: int = 0
+    keep: bool = False
+    data_dir: str | None = None
+    scenario: str = "demo"
+    timeout: float | None = None
+    restart_interval: float | None = None
+    node_outage_after: float | None = None
+    verify_window: float = 15.0
+    poll: float = 1.0
+    settle: float = 5.0
+
+    def problems(self) -> list[str]:
+        found = []
+        if not 0 <= self.port <= 65535:
+            found.append(f"--port {self.port}: must be 0 (a free port) or 1-65535")
+        if self.timeout is not None and self.timeout <= 0:
+            found.append(f"--timeout {self.timeout:g}: must be > 0 seconds")
+        if self.restart_interval is not None and self.restart_interval <= 0:
+            found.append(f"--restart-interval {self.restart_interval:g}: must be > 0 seconds")
+        if self.node_outage_after is not None and self.node_outage_after < 0:
+            found.append(f"--node-outage-after {self.node_outage_after:g}: must be >= 0 seconds")
+        if self.verify_window < 0:
+            found.append(f"--verify-window {self.verify_window:g}: must be >= 0 seconds")
+        if not 0.05 <= self.poll <= 30:
+            found.append(f"--poll {self.poll:g}: must be between 0.05 and 30 seconds")
+        if self.settle < 0:
+            found.append(f"--settle {self.settle:g}: must be >= 0 seconds")
+        return found
 
 
-def run_demo(*, port: int = 0, keep: bool = False, data_dir: str | None = None) -> int:
-    from deployments import launcher
+def paced_scenario(options: DemoOptions) -> Scenario:
+    """The scenario with the demo's pacing applied."""
+    scenario = load_scenario(options.scenario)
+    update: dict[str, Any] = {}
+    if options.restart_interval is not None:
+        update["restart_interval_seconds"] = options.restart_interval
+    if options.node_outage_after is not None:
+        update["node_events"] = [
+            NodeEvent(node=e.node, at_seconds=options.node_outage_after, condition=e.condition)
+            for e in scenario.node_events
+        ]
+    return scenario.model_copy(update=update) if update else scenario
 
-    overrides: dict[str, Any] = {}
-    if data_dir:
-        overrides["data_dir"] = Path(data_dir)
-    base_settings = Settings.from_env(**overrides)
-    print("• starting embedded PostgreSQL and Redis (or using DATABASE_URL / REDIS_URL) ...", flush=True)
-    database_url, redis_url = resolve_urls(base_settings)
-    token = base_settings.secret("alertmanager_token") or secrets.token_urlsafe(16)
-    ops_token = base_settings.secret("ops_api_token") or secrets.token_urlsafe(16)
-    settings = Settings.from_env(
-        **overrides, database_url=database_url, redis_url=redis_url, alertmanager_token=token, ops_api_token=ops_token
-    )
-    port = port or free_port()
-    print("• starting a local Ray (this takes a few seconds) ...", flush=True)
-    dashboard = launcher.init_ray(num_cpus=2, dashboard=True)
+
+def paced_playbooks(source: str | None, target: Path, verify_window: float) -> Path:
+    """Copy the playbooks to ``target`` with every verification's ``stable_for`` capped."""
+    specs = load_playbooks([source or default_playbooks_dir()])
+    target.mkdir(parents=True, exist_ok=True)
+    for old in target.glob("*.yaml"):
+        old.unlink()
+    for name, spec in specs.items():
+        steps = [
+            step.model_copy(
+                update={
+                    "verify": step.verify.model_copy(update={"stable_for": min(step.verify.stable_for, verify_window)})
+                }
+            )
+            if step.verify is not None
+            else step
+            for step in spec.steps
+        ]
+        data = {"playbook": spec.model_copy(update={"steps": steps}).model_dump(mode="json", exclude_none=True)}
+        (target / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return target
+
+
+def ray_temp_dir(data_dir: Path) -> str:
+    # Short and per data dir: Ray's unix socket paths live below it and must stay under ~100 chars.
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:10]
+    return f"/tmp/aiops-demo-{digest}"  # noqa: S108 - a private, per-data-dir directory
+
+
+@contextlib.contextmanager
+def progress(label: str, every: float = 3.0) -> Iterator[None]:
+    """Print ``label``, then a line every ``every`` seconds until the block ends, then the time taken."""
+    print(f"• {label} ...", flush=True)
+    started = time.monotonic()
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(every):
+            print(f"    ... {label}: {time.monotonic() - started:.0f}s", flush=True)
+
+    ticker = threading.Thread(target=tick, name="demo-progress", daemon=True)
+    ticker.start()
     try:
-        print("• deploying the alerts, chat and ops apps ...", flush=True)
-        base = launcher.deploy(settings, port=port)
-        print(f"\nray-aiops demo is running\n  health:        {base}/health\n  webhook:       {base}/api/alert/webhook")
-        print(f"  Ray dashboard: {dashboard or 'off'}\n")
-        storm = sample_storm(datetime.now(UTC))
-        print(f"• posting an alert storm of {len(storm['alerts'])} alerts, twice (Alertmanager retries) ...")
-        for _ in range(2):
-            answer = httpx.post(
-                base + "/api/alert/webhook", json=storm, headers={"Authorization": f"Bearer {token}"}, timeout=30.0
-            )
-            print(f"  -> HTTP {answer.status_code} {json.dumps(answer.json())}")
-        listing = httpx.get(
-            base + "/api/incidents?status=open", headers={"Authorization": f"Bearer {ops_token}"}, timeout=10.0
-        ).json()
-        print(f"\n{listing['count']} open incident(s):")
-        for incident in listing["incidents"]:
-            print(
-                f"  [{incident['severity']:8}] {incident['id']}  {incident['title']}  "
-                f"({incident['signal_count']} signal(s))"
-            )
-        health = httpx.get(base + "/health", timeout=10.0).json()
-        parts = ", ".join(f"{name}={item['status']}" for name, item in health["subsystems"].items())
-        print(f"\nhealth: {health['status']} {parts}")
-        if keep:
-            print("\nPress Ctrl-C to stop.")
-            while True:
-                time.sleep(3600)
-    except KeyboardInterrupt:
-        print("\nstopping ...")
+        yield
     finally:
-        launcher.shutdown()
-        if not (base_settings.database_url and base_settings.redis_url):
+        done.set()
+        ticker.join(1.0)
+    print(f"  ✓ {label} ({time.monotonic() - started:.1f}s)", flush=True)
+
+
+@dataclass
+class Started:
+    """What this demo started, so that stopping undoes exactly that."""
+
+    data_dir: Path
+    embedded: list[str] = field(default_factory=list)
+    sandbox: BackgroundSandbox | None = None
+    ray_temp_dir: str | None = None
+    ray_started: bool = False
+
+    def stop(self) -> list[str]:
+        stopped: list[str] = []
+        if self.ray_started:
+            stopped.extend(_stop_ray())
+        if self.ray_temp_dir:
+            leftovers = _processes_under(self.ray_temp_dir)
+            if leftovers:
+                _terminate(leftovers)
+                stopped.append(f"{len(leftovers)} leftover Ray process(es)")
+        if self.sandbox is not None:
+            self.sandbox.stop()
+            stopped.append("sandbox cluster")
+        if self.embedded:
             from adapters.embedded import stop_embedded
 
-            stopped = stop_embedded(base_settings.data_dir)
-            if stopped:
-                print(f"stopped embedded {', '.join(stopped)} (data kept in {base_settings.data_dir})")
-    return 0
+            stopped.extend(f"embedded {name}" for name in stop_embedded(self.data_dir))
+        return stopped
+
+
+def _stop_ray() -> list[str]:
+    import ray
+
+    from actors import remote
+    from deployments import launcher
+
+    if not ray.is_initialized():
+        return []
+    handle = remote.existing(remote.APPROVALS)
+    if handle is not None:
+        # Close the coordinator's MCP server subprocess before its actor is killed.
+        with contextlib.suppress(Exception):
+            ray.get(handle.close.remote(), timeout=10)
+    for name in remote.actor_names():
+        if name.startswith("aiops-watch-"):
+            watcher = remote.existing(name)
+            if watcher is not None:
+                with contextlib.suppress(Exception):
+                    ray.get(watcher.stop.remote(), timeout=5)
+    launcher.shutdown()
+    return ["Serve apps and aiops actors", "Ray"]
+
+
+def _processes_under(temp_dir: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if proc.pid != os.getpid() and temp_dir in " ".join(proc.info.get("cmdline") or []):
+                found.append(proc)
+    return found
+
+
+def _terminate(procs: list[psutil.Process], grace: float = 10.0) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
+def _start_ray(started: Started, *, num_cpus: int) -> str | None:
+    import ray
+
+    from actors import remote
+
+    temp_dir = ray_temp_dir(started.data_dir)
+    started.ray_temp_dir = temp_dir
+    # address="local": always a new Ray of our own, never one found running on the machine.
+    context = ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        namespace=remote.NAMESPACE,
+        include_dashboard=True,
+        dashboard_port=free_port(),
+        log_to_driver=False,
+        configure_logging=False,
+        _temp_dir=temp_dir,
+    )
+    started.ray_started = True
+    url = getattr(context, "dashboard_url", None)
+    return f"http://{url}" if url else None
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_demo(options: DemoOptions | None = None, **legacy: Any) -> int:
+    """Start everything, run the console until told to stop, stop everything; the exit code."""
+    opts = options or DemoOptions(**legacy)
+    problems = opts.problems()
+    if problems:
+        raise ConfigError("invalid demo options", tuple(problems))
+    overrides: dict[str, Any] = {}
+    if opts.data_dir:
+        overrides["data_dir"] = Path(opts.data_dir)
+    base = Settings.from_env(**overrides)
+    scenario = paced_scenario(opts)
+    started = Started(data_dir=base.data_dir)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    reason = "interrupted"
+    try:
+        print(f"ray-aiops demo (data in {base.data_dir})\n", flush=True)
+        with progress(
+            "starting embedded PostgreSQL and Redis"
+            if not (base.database_url and base.redis_url)
+            else "connecting to DATABASE_URL / REDIS_URL"
+        ):
+            database_url, redis_url = _stores(base, started)
+        with progress(f"starting the sandbox cluster (scenario {scenario.name})"):
+            kubeconfig = base.data_dir / "sandbox.kubeconfig"
+            started.sandbox = BackgroundSandbox(scenario, kubeconfig_path=kubeconfig).start()
+        playbooks = paced_playbooks(base.playbooks_dir, base.data_dir / "demo-playbooks", opts.verify_window)
+        settings = Settings.from_env(
+            **overrides,
+            database_url=database_url,
+            redis_url=redis_url,
+            alertmanager_token=base.secret("alertmanager_token") or secrets.token_urlsafe(16),
+            ops_api_token=base.secret("ops_api_token") or secrets.token_urlsafe(16),
+            kubeconfig=str(kubeconfig),
+            kubernetes_service_host=None,
+            watch_enabled=True,
+            watch_namespaces=list(scenario.namespaces),
+            playbooks_dir=str(playbooks),
+            anthropic_api_key=None,  # offline: deterministic diagnosis only
+            rca_workers=1,
+        )
+        with progress("starting a local Ray with its dashboard (this takes a few seconds)"):
+            dashboard = _start_ray(started, num_cpus=2)
+        signal.signal(signal.SIGTERM, _interrupt)  # Ray may have installed its own
+        port = opts.port or free_port()
+        with progress("deploying the platform: watchers, rules, RCA, approvals and the alerts/chat/ops apps"):
+            from deployments import launcher
+
+            api = launcher.deploy(settings, port=port)
+        _print_started(settings, scenario, api, dashboard, kubeconfig, playbooks, started)
+        from deployments.demo_console import DemoConsole
+
+        console = DemoConsole(settings, api=api, poll=opts.poll, settle=opts.settle)
+        reason = asyncio.run(console.run(sys.stdin, keep=opts.keep, stop_after=opts.timeout))
+        print(f"\n{reason}", flush=True)
+    except KeyboardInterrupt:
+        print("\ninterrupted", flush=True)
+    except AiopsError as e:
+        print(f"\ndemo failed: {e}", file=sys.stderr, flush=True)
+        reason = "failed"
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        print("stopping what the demo started ...", flush=True)
+        stopped = started.stop()
+        print(f"stopped: {', '.join(stopped) or 'nothing'} (data kept in {base.data_dir})", flush=True)
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    return 1 if reason == "failed" else 0
+
+
+def _stores(base: Settings, started: Started) -> tuple[str, str]:
+    from adapters.embedded import start_postgres, start_redis
+
+    database_url = base.secret("database_url")
+    if database_url is None:
+        started.embedded.append("postgres")
+        database_url = start_postgres(base.data_dir)
+    redis_url = base.secret("redis_url")
+    if redis_url is None:
+        started.embedded.append("redis")
+        redis_url = start_redis(base.data_dir)
+    return database_url, redis_url
+
+
+def _print_started(
+    settings: Settings,
+    scenario: Scenario,
+    api: str,
+    dashboard: str | None,
+    kubeconfig: Path,
+    playbooks: Path,
+    started: Started,
+) -> None:
+    stores = ", ".join(f"embedded {n}" for n in started.embedded) or "DATABASE_URL / REDIS_URL"
+    failing = [
+        f"{w.kind} {w.namespace}/{w.name} ({w.behaviour.value})"
+        for w in scenario.workloads
+        if w.behaviour.value != "healthy"
+    ]
+    outages = [f"node {e.node} {e.condition} after {e.at_seconds:g}s" for e in scenario.node_events]
+    lines = [
+        "",
+        "ray-aiops demo is running",
+        f"  Ray dashboard:  {dashboard or 'off'}",
+        f"  health:         {api}/health",
+        f"  incidents API:  {api}/api/incidents  (Authorization: Bearer <OPS_API_TOKEN>)",
+        f"  stores:         {stores} under {settings.data_dir}",
+        f"  sandbox:        kubectl --kubeconfig {kubeconfig} get pods -A",
+        f"  namespaces:     {', '.join(scenario.namespaces)} (watched)",
+        f"  failing:        {'; '.join(failing + outages) or 'nothing'}",
+        f"  playbooks:      {playbooks} (verification windows capped for the demo)",
+        "  diagnosis:      offline (deterministic, no LLM)",
+        "  you are:        cli:demo (admin in config/policy.yaml)",
+        "",
+        "Incidents, diagnoses and approval requests appear below as they arrive.",
+        "Type 'approve <id>' or 'reject <id> <reason>' at the prompt; /help lists the commands; Ctrl-C stops.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
