@@ -2,11 +2,13 @@
 
 A plain class; ``actors/remote.py`` makes a pool of them (``aiops-rca-<i>``). For each
 incident it builds a ``Subject``, drives the pure evidence plan (``core.rca.plan``)
-with read-only Kubernetes queries (``adapters.rca_queries``, run in threads because the
-official client blocks), names the cause with the deterministic signature library and,
-when an LLM key is configured, asks the LLM for the report (which falls back to the
-deterministic one on any LLM failure). The report is stored in ``rca_reports``, one
-row per (incident, mode), so a retried call replaces rather than doubles it.
+with read-only Kubernetes queries answered by the MCP server's read tools
+(``adapters.rca_queries`` over a read-only ``KubeMcpClient``: the server subprocess is
+started with ``--read-only`` and the client refuses any other tool), names the cause
+with the deterministic signature library and, when an LLM key is configured, asks the
+LLM for the report (which falls back to the deterministic one on any LLM failure).
+The report is stored in ``rca_reports``, one row per (incident, mode), so a retried
+call replaces rather than doubles it.
 
 Two promises matter to callers:
 
@@ -17,7 +19,8 @@ Two promises matter to callers:
   remaining queries are answered ``Unavailable`` (the plan finishes at once, no I/O)
   and the diagnosis uses what was gathered so far.
 
-The worker has no write path to the cluster at all: the LLM analyses, never acts.
+The worker has no write path to the cluster at all: the LLM analyses, never acts. The
+MCP server subprocess is started on first use and started again if it has died.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from adapters.embedded import start_postgres
-from adapters.kube import KubeApiError, KubeClient
 from adapters.llm import LlmClient
+from adapters.mcp_client import KubeMcpClient, ToolFailed
 from adapters.metrics import RcaMetrics
 from adapters.postgres import PostgresStore
 from adapters.rca_queries import answer
@@ -63,7 +66,7 @@ from core.rca.records import object_from_labels
 log = logging.getLogger(__name__)
 
 DEFAULT_TIME_BUDGET_SECONDS = 10.0
-KubeFactory = Callable[[], KubeClient]
+ToolsFactory = Callable[[], KubeMcpClient]
 
 
 def _utcnow() -> datetime:
@@ -134,7 +137,7 @@ class RcaWorker:
         self,
         settings: Settings,
         *,
-        kube_factory: KubeFactory | None = None,
+        tools_factory: ToolsFactory | None = None,
         llm: LlmClient | None = None,
         clock: Callable[[], datetime] = _utcnow,
         postgres: PostgresStore | None = None,
@@ -142,8 +145,15 @@ class RcaWorker:
         time_budget_seconds: float = DEFAULT_TIME_BUDGET_SECONDS,
     ) -> None:
         self._settings = settings
-        self._kube_factory: KubeFactory = kube_factory or (
-            lambda: KubeClient.from_kubeconfig(settings.kubeconfig, request_timeout=5.0)
+        self._tools_factory: ToolsFactory = tools_factory or (
+            lambda: KubeMcpClient(
+                kubeconfig=settings.kubeconfig,
+                allow_namespaces="*",
+                deny_namespaces="",  # reading kube-system helps a diagnosis; nothing here can write
+                read_only=True,
+                call_timeout=10.0,
+                start_timeout=60.0,
+            )
         )
         self._llm = llm if llm is not None else LlmClient(settings)
         self._clock = clock
@@ -152,12 +162,11 @@ class RcaWorker:
         self._postgres = postgres
         self._own_postgres = postgres is None
         self._postgres_lock = asyncio.Lock()
-        self._kube: KubeClient | None = None
-        self._kube_error: str | None = None
-        self._kube_lock = asyncio.Lock()
+        self._tools: KubeMcpClient | None = None
+        self._tools_error: str | None = None
+        self._tools_lock = asyncio.Lock()
         self._known = settings.secret_values()
         self._started_at = time.time()
-        self._metrics = RcaMetrics(lambda: self._counters, self._llm.stats)
         self._counters: dict[str, Any] = {
             "analyses": 0,
             "timeouts": 0,
@@ -166,6 +175,7 @@ class RcaWorker:
             "failures": 0,
             "last_duration_ms": None,
         }
+        self._metrics = RcaMetrics(lambda: self._counters, self._llm.stats)
 
     # -- the analysis ----------------------------------------------------------------------
     async def analyze(self, incident: Mapping[str, Any] | Any) -> dict[str, Any]:
@@ -220,8 +230,8 @@ class RcaWorker:
     async def _gather(self, subject: Subject, now: datetime, problems: list[str]) -> tuple[Evidence, bool]:
         """Drive the evidence plan against the cluster within the time budget."""
         loop = asyncio.get_running_loop()
+        tools = await self._tools_client()  # starting the MCP server (once) is not the incident's time
         deadline = loop.time() + self._time_budget
-        kube = await self._kube_client()
         timed_out = False
         evidence_plan = plan(subject, now, self._budget)
         try:
@@ -229,14 +239,14 @@ class RcaWorker:
             while True:
                 result: Result
                 remaining = deadline - loop.time()
-                if kube is None:
-                    result = Unavailable(f"no Kubernetes client: {self._kube_error}")
+                if tools is None:
+                    result = Unavailable(f"no Kubernetes client (MCP read tools): {self._tools_error}")
                 elif timed_out or remaining <= 0:
                     timed_out = True
                     result = Unavailable(f"RCA time budget of {self._time_budget:g}s exhausted")
                 else:
                     try:
-                        result = await asyncio.wait_for(asyncio.to_thread(answer, kube, query), remaining)
+                        result = await asyncio.wait_for(answer(tools, query), remaining)
                     except TimeoutError:
                         timed_out = True
                         result = Unavailable(f"RCA time budget of {self._time_budget:g}s exhausted")
@@ -277,18 +287,28 @@ class RcaWorker:
             return fallback_report(diagnosis, f"LLM client failed: {type(e).__name__}", evidence)
 
     # -- outside systems -------------------------------------------------------------------
-    async def _kube_client(self) -> KubeClient | None:
-        if self._kube is not None:
-            return self._kube
-        async with self._kube_lock:
-            if self._kube is None:
+    async def _tools_client(self) -> KubeMcpClient | None:
+        """The read-only MCP client, started on first use (and again when its server died)."""
+        if self._tools is not None and self._tools.alive:
+            return self._tools
+        async with self._tools_lock:
+            if self._tools is not None and not self._tools.alive:
+                log.warning("the RCA worker's MCP server has gone away; starting it again")
+                await self._tools.close()
+                self._tools = None
+            if self._tools is None:
                 try:
-                    self._kube = await asyncio.to_thread(self._kube_factory)
-                    self._kube_error = None
+                    client = self._tools_factory()
+                    if not client.read_only:
+                        self._tools_error = "refused: the RCA worker only takes a read-only MCP client"
+                        return None
+                    await client.start()
                 except (AiopsError, OSError, ValueError) as e:
-                    self._kube_error = f"{type(e).__name__}: {e}"
-                    log.warning("RCA worker has no Kubernetes client: %s", self._kube_error)
-        return self._kube
+                    self._tools_error = f"{type(e).__name__}: {e}"[:500]
+                    log.warning("RCA worker has no Kubernetes tools: %s", self._tools_error)
+                    return None
+                self._tools, self._tools_error = client, None
+        return self._tools
 
     async def _store_ready(self) -> RcaStore:
         async with self._postgres_lock:
@@ -343,17 +363,17 @@ class RcaWorker:
             "uptime_s": round(time.time() - self._started_at),
             "llm": self._llm.stats(),
         }
-        kube = await self._kube_client()
-        if kube is None:
-            status["kube_error"] = self._kube_error
+        tools = await self._tools_client()
+        if tools is None:
+            status["kube_error"] = self._tools_error
         else:
             started = time.monotonic()
             try:
-                await asyncio.wait_for(asyncio.to_thread(kube.get, "Namespace", None, "default"), 5.0)
+                await tools.call("get_object", {"kind": "Namespace", "name": "default"})
                 status["kube_latency_ms"] = round((time.monotonic() - started) * 1000, 2)
-            except KubeApiError as e:  # 403/404: the API server answered, which is what health asks
+            except ToolFailed as e:  # 403/404: the API server answered, which is what health asks
                 status["kube_latency_ms"] = round((time.monotonic() - started) * 1000, 2)
-                status["kube_note"] = str(e)[:200]
+                status["kube_note"] = e.message[:200]
             except (AiopsError, TimeoutError) as e:
                 status["kube_error"] = f"{type(e).__name__}: {e}"[:300]
         try:
@@ -369,9 +389,9 @@ class RcaWorker:
         if self._postgres is not None and self._own_postgres:
             await self._postgres.close()
             self._postgres = None
-        if self._kube is not None:
-            await asyncio.to_thread(self._kube.close)
-            self._kube = None
+        if self._tools is not None:
+            await self._tools.close()
+            self._tools = None
 
 
 __all__ = ["DEFAULT_TIME_BUDGET_SECONDS", "RcaWorker", "subject_of"]

@@ -31,7 +31,9 @@ from kubernetes import client as k8s
 
 from adapters import kube_views as views
 from adapters.kube import KubeClient, KubeNotFound, wrap_error
+from core.detectors.objects import labels_of
 from core.errors import InputError, TemporaryError
+from core.rca.answers import selector_matches
 from core.rca.redact import redact, redact_obj
 
 JsonObj = dict[str, Any]
@@ -52,6 +54,23 @@ EVENT_KINDS = (
     "Endpoints",
     "PersistentVolumeClaim",
 )
+# Kinds the raw-object tools (get_object, list_objects) serve: what the RCA evidence plan reads.
+# Never Secret or ConfigMap (their data is the point of them); Namespace only for health probes.
+OBJECT_KINDS = (
+    "Pod",
+    "ReplicaSet",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "Service",
+    "Endpoints",
+    "PersistentVolumeClaim",
+    "Node",
+    "Namespace",
+)
+CLUSTER_KINDS = ("Node", "Namespace")
 # Parameters a tool takes beyond the catalogue in core/tools.py (kept in one place).
 EXTRA_PARAMS: Mapping[str, tuple[str, ...]] = {"pod_logs": ("since_seconds",)}
 DEFAULT_TAIL_LINES = 200
@@ -362,6 +381,66 @@ class KubeReads:
                 }
             )
         return redacted({"namespace": namespace, "name": name, "kind": kind, "revisions": rows})
+
+    # -- raw objects (the RCA evidence plan reads API JSON, as kubectl get -o json) ------------
+    def _scope(self, kind: str, namespace: str | None) -> str | None:
+        """Check kind and namespace for a raw read; the namespace to use (None when cluster-scoped)."""
+        self._kind(kind, OBJECT_KINDS)
+        if kind in CLUSTER_KINDS:
+            return None
+        if not namespace:
+            raise InputError(f"kind {kind!r} is namespaced: a namespace is required")
+        self._ns(namespace)
+        return namespace
+
+    def get_object(self, kind: str, name: str, namespace: str | None = None) -> JsonObj:
+        """One object as the API serves it (trimmed, redacted)."""
+        scope = self._scope(kind, namespace)
+        obj = self.client.get(kind, scope, name)
+        return {"object": redacted(views.trimmed(obj))}
+
+    def list_objects(self, kind: str, namespace: str | None = None, label_selector: str | None = None) -> JsonObj:
+        """Objects of a kind (trimmed, redacted, at most MAX_ITEMS); the selector is applied here too."""
+        scope = self._scope(kind, namespace)
+        found, _ = self.client.list(kind, scope, label_selector=label_selector or None)
+        if label_selector:  # a server that ignores selectors still gets the right answer
+            found = [o for o in found if selector_matches(label_selector, labels_of(o))]
+        rows, truncated = _bounded(found, MAX_ITEMS)
+        result: JsonObj = redacted(
+            {"kind": kind, "namespace": scope, "count": len(found), "items": [views.trimmed(o) for o in rows]}
+        )
+        if truncated:
+            result["truncated"] = True
+        return result
+
+    def object_events(self, name: str, kind: str | None = None, namespace: str | None = None) -> JsonObj:
+        """Events of one object as the API serves them, oldest first (last MAX_EVENTS).
+
+        Without a namespace (a node's events), every namespace is searched and events in
+        namespaces the policy refuses are left out.
+        """
+        if kind:
+            self._kind(kind, EVENT_KINDS)
+        if namespace:
+            events = self._events_for(namespace, name, kind)
+        else:
+            selectors = [f"involvedObject.name={name}"] + ([f"involvedObject.kind={kind}"] if kind else [])
+            items, _ = self.client.list("Event", None, field_selector=",".join(selectors))
+            events = sorted(
+                (
+                    e
+                    for e in items
+                    if (e.get("involvedObject") or {}).get("name") == name
+                    and (not kind or (e.get("involvedObject") or {}).get("kind") == kind)
+                    and self.policy.refusal(str((e.get("metadata") or {}).get("namespace") or "default")) is None
+                ),
+                key=views.event_sort_key,
+            )
+        rows = [views.trimmed(e) for e in events[-MAX_EVENTS:]]
+        result: JsonObj = redacted({"namespace": namespace, "name": name, "count": len(events), "events": rows})
+        if len(events) > MAX_EVENTS:
+            result["truncated"] = True
+        return result
 
     def resource_usage(self, namespace: str, name: str | None = None) -> JsonObj:
         """CPU/memory usage from metrics.k8s.io next to the pods' limits; says so when there is no metrics API."""

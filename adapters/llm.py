@@ -16,6 +16,9 @@ Why it looks like this:
   ``retry-after`` longer than what is left of the deadline is not slept through.
   ``llm_concurrency`` calls at most run at once; the prompt is cut to a character
   budget and the reply to ``llm_max_tokens``.
+* **Tools only when the caller offers them.** ``tool_turn`` is the one request that
+  carries ``tools``: the chat assistant (``adapters.assistant``) offers the MCP server's
+  read tools there and runs the loop itself; reports never get any.
 * **Nothing secret leaves.** ``build_prompt`` redacts every data block with the
   platform's known secret values (and our own API key), on top of the pattern
   redaction already applied when the evidence was collected.
@@ -26,14 +29,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anthropic
 from pydantic import ValidationError
 
 from config.settings import Settings
-from core.errors import InputError
+from core.errors import InputError, TemporaryError
 from core.rca import Diagnosis, Evidence, RcaReport, build_prompt, fallback_report, parse_llm_output, report_from_llm
 from core.rca.report import DEFAULT_PROMPT_BUDGET
 
@@ -49,6 +53,31 @@ class _Fallback(Exception):
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
+
+
+class LlmUnavailable(TemporaryError):
+    """A tool-use turn could not be had: ``kind`` is no_key, timeout, rate_limited, server_error, ..."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ToolTurn:
+    """One assistant turn of a tool-use conversation: text and tool_use blocks as API dicts."""
+
+    content: tuple[dict[str, Any], ...]
+    stop_reason: str | None
+
+    @property
+    def tool_uses(self) -> list[dict[str, Any]]:
+        return [block for block in self.content if block.get("type") == "tool_use"]
+
+    @property
+    def text(self) -> str:
+        return "".join(str(block.get("text", "")) for block in self.content if block.get("type") == "text")
 
 
 def _retry_after(error: anthropic.APIStatusError) -> float | None:
@@ -181,20 +210,79 @@ class LlmClient:
                 self._in_flight -= 1
 
     async def _send(self, system: str, user: str) -> str:
-        deadline = time.monotonic() + self.timeout
+        # No tools, no tool_choice: this request can only produce text.
+        message = await self._create(
+            time.monotonic() + self.timeout, system=system, messages=[{"role": "user", "content": user}]
+        )
+        return self._text_of(message)
+
+    async def tool_turn(
+        self,
+        *,
+        system: str,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        budget_s: float,
+    ) -> ToolTurn:
+        """One Messages API turn offering ``tools`` (the caller's read-only tools); raises LlmUnavailable.
+
+        The caller runs the tool-use loop: it executes the turn's ``tool_use`` blocks (or
+        refuses them) and sends ``tool_result`` blocks back in the next turn. ``budget_s``
+        (capped at ``llm_timeout_seconds``) bounds the wait for a concurrency slot, the request and any retry.
+        """
+        if not self.configured:
+            raise LlmUnavailable("no_key", "no LLM API key configured (ANTHROPIC_API_KEY)")
+        timeout = max(min(budget_s, self.timeout), 0.05)
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+        try:
+            async with asyncio.timeout(timeout), self._slots:
+                self._in_flight += 1
+                try:
+                    message = await self._create(
+                        time.monotonic() + timeout,
+                        system=system,
+                        messages=[dict(m) for m in messages],
+                        tools=[dict(t) for t in tools],
+                    )
+                finally:
+                    self._in_flight -= 1
+        except TimeoutError as e:
+            self._count_error("timeout", f"LLM call timed out after {timeout:g}s")
+            raise LlmUnavailable("timeout", f"LLM call timed out after {timeout:g}s") from e
+        except _Fallback as fallback:
+            self._count_error(fallback.kind, fallback.reason)
+            raise LlmUnavailable(fallback.kind, fallback.reason) from fallback
+        usage = getattr(message, "usage", None)
+        self._stats["tokens_in"] += int(getattr(usage, "input_tokens", 0) or 0)
+        self._stats["tokens_out"] += int(getattr(usage, "output_tokens", 0) or 0)
+        blocks: list[dict[str, Any]] = []
+        for block in getattr(message, "content", None) or []:
+            kind = getattr(block, "type", None)
+            if kind == "text":
+                blocks.append({"type": "text", "text": str(block.text)})
+            elif kind == "tool_use":
+                arguments = block.input if isinstance(block.input, dict) else {}
+                blocks.append({"type": "tool_use", "id": str(block.id), "name": str(block.name), "input": arguments})
+        return ToolTurn(content=tuple(blocks), stop_reason=getattr(message, "stop_reason", None))
+
+    def own_secrets(self) -> tuple[str, ...]:
+        """Secret values this client holds (its API key), for the caller's redaction."""
+        return (self._api_key,) if self._api_key else ()
+
+    async def _create(self, deadline: float, **request: Any) -> Any:
+        """``messages.create`` with the retry policy above; errors become ``_Fallback``."""
         attempt = 0
         while True:
             attempt += 1
             remaining = deadline - time.monotonic()
             self._stats["requests"] += 1
             try:
-                # No tools, no tool_choice: this request can only produce text.
                 message = await self._sdk().messages.create(
                     model=self.model,
                     max_tokens=self.max_tokens,
-                    system=system,
-                    messages=[{"role": "user", "content": user}],
                     timeout=max(remaining, 0.05),
+                    **request,
                 )
             except anthropic.APITimeoutError as e:
                 raise _Fallback("timeout", f"LLM call timed out after {self.timeout:g}s") from e
@@ -218,7 +306,7 @@ class LlmClient:
                 raise _Fallback("connection", f"cannot reach the LLM API: {e}") from e
             except anthropic.AnthropicError as e:
                 raise _Fallback("sdk_error", f"LLM client error: {type(e).__name__}: {e}") from e
-            return self._text_of(message)
+            return message
 
     def _text_of(self, message: Any) -> str:
         usage = getattr(message, "usage", None)

@@ -6,7 +6,10 @@ the server as a subprocess over stdio (the ``mcp`` SDK's ``stdio_client`` + ``Cl
 and offers ``list_tools()`` and ``call(tool, params) -> dict``.
 
 ``read_only=True`` (the default) is a second lock on the same door: the server is started
-with ``--read-only`` *and* a mutating tool name is refused here, before anything is sent.
+with ``--read-only``, ``start()`` refuses a server that lists a mutating tool anyway, and a
+mutating (or unknown) tool name is refused here, before anything is sent. ``read_tools()``
+is what an LLM may be offered: the listed tools whose risk is ``read`` in both the server's
+metadata and the catalogue.
 
 The SDK's transports are anyio context managers that must be entered and left by one task;
 callers (pytest fixtures, Ray actors) start and stop from different tasks, so the session
@@ -32,7 +35,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp_types import CallToolResult, TextContent, Tool
 
 from core.errors import InputError, PermanentError, TemporaryError
-from core.tools import MUTATING, TOOLS, Risk
+from core.tools import MUTATING, READ_ONLY, TOOLS, Risk
 
 RISK_META = "aiops/risk"
 log = logging.getLogger(__name__)
@@ -135,6 +138,11 @@ class KubeMcpClient:
         self._stop: asyncio.Event | None = None
 
     @property
+    def alive(self) -> bool:
+        """Whether the session is open and the server process has not gone away."""
+        return self._session is not None and self._task is not None and not self._task.done()
+
+    @property
     def command(self) -> list[str]:
         return [self._params.command, *self._params.args]
 
@@ -160,6 +168,16 @@ class KubeMcpClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             raise McpUnavailable(f"the MCP server did not answer within {self.start_timeout}s")
+        if self.read_only:
+            try:
+                listed = await self.list_tools()
+            except (TimeoutError, McpUnavailable) as e:
+                await self.close()
+                raise McpUnavailable(f"the MCP server did not list its tools: {e}") from e
+            mutating = sorted(t.name for t in listed if t.name in MUTATING or t.risk is not Risk.READ)
+            if mutating:
+                await self.close()
+                raise McpUnavailable(f"a read-only client refuses a server that lists mutating tools: {mutating}")
 
     async def _serve(self, ready: asyncio.Event, stop: asyncio.Event) -> None:
         errlog = self._errlog if self._errlog is not None else sys.stderr
@@ -215,6 +233,10 @@ class KubeMcpClient:
             )
             for tool in result.tools
         ]
+
+    async def read_tools(self) -> list[ToolSpec]:
+        """The listed tools that only read: risk ``read`` on the server and in the catalogue."""
+        return [t for t in await self.list_tools() if t.risk is Risk.READ and t.name in READ_ONLY]
 
     async def call(self, tool: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Call ``tool``; its JSON result as a dict. Raises ToolRefused (local), ToolFailed (server)."""

@@ -36,6 +36,7 @@ from adapters.kube_actions import (
     KubeActions,
     NamespacePolicy,
 )
+from adapters.kube_reads import OBJECT_KINDS
 from core.errors import AiopsError, ConfigError, InputError, TemporaryError
 from core.tools import TOOLS, Risk
 
@@ -67,6 +68,23 @@ EventKind = Literal[
     "Service",
     "Endpoints",
     "PersistentVolumeClaim",
+]
+ObjectKind = Literal[
+    "Pod",
+    "ReplicaSet",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "Service",
+    "Endpoints",
+    "PersistentVolumeClaim",
+    "Node",
+    "Namespace",
+]
+OptNamespace = Annotated[
+    str | None, Field(description="namespace (omit for cluster-scoped objects)", pattern=_DNS_LABEL, max_length=63)
 ]
 MemoryQuantity = Annotated[str | None, Field(description="memory quantity, e.g. 512Mi or 1Gi", max_length=32)]
 CpuQuantity = Annotated[str | None, Field(description="CPU quantity, e.g. 500m or 2", max_length=32)]
@@ -194,6 +212,34 @@ class KubeTools:
         """CPU and memory usage per container (metrics.k8s.io) next to the limits."""
         return self._call(lambda: self.actions.resource_usage(namespace, name))
 
+    # -- raw objects, for the RCA evidence plan ------------------------------------------------
+    def get_object(
+        self,
+        kind: Annotated[ObjectKind, Field(description="kind of the object (no Secrets, no ConfigMaps)")],
+        name: Name,
+        namespace: OptNamespace = None,
+    ) -> JsonObj:
+        """Get one object as the API serves it (trimmed, secrets masked); namespace omitted for Node/Namespace."""
+        return self._call(lambda: self.actions.get_object(kind, name, namespace))
+
+    def list_objects(
+        self,
+        kind: Annotated[ObjectKind, Field(description="kind of the objects (no Secrets, no ConfigMaps)")],
+        namespace: OptNamespace = None,
+        label_selector: Annotated[str | None, Field(description="e.g. app=checkout", max_length=512)] = None,
+    ) -> JsonObj:
+        """List objects of a kind as the API serves them (trimmed, secrets masked, at most 500)."""
+        return self._call(lambda: self.actions.list_objects(kind, namespace, label_selector))
+
+    def object_events(
+        self,
+        name: Annotated[str, Field(description="name of the involved object", max_length=253)],
+        kind: Annotated[EventKind | None, Field(description="kind of the involved object")] = None,
+        namespace: OptNamespace = None,
+    ) -> JsonObj:
+        """The events of one object as the API serves them (oldest first, last 200); no namespace: all allowed."""
+        return self._call(lambda: self.actions.object_events(name, kind, namespace))
+
     # -- mutating --------------------------------------------------------------------------
     def delete_pod(self, namespace: Namespace, name: Name) -> JsonObj:
         """Delete a pod; its controller (ReplicaSet, StatefulSet, Job) creates a fresh one."""
@@ -292,6 +338,8 @@ def catalogue_problems(tools: KubeTools) -> list[str]:
     problems = []
     if set(get_args(EventKind)) != set(EVENT_KINDS):
         problems.append("list_events: EventKind differs from kube_actions.EVENT_KINDS")
+    if set(get_args(ObjectKind)) != set(OBJECT_KINDS):
+        problems.append("get_object: ObjectKind differs from kube_reads.OBJECT_KINDS")
     for name, info in TOOLS.items():
         fn = getattr(tools, name, None)
         if fn is None:

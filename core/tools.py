@@ -87,6 +87,10 @@ TOOLS: Mapping[str, ToolInfo] = MappingProxyType(
         ),
         "rollout_history": ToolInfo(Risk.READ, required=_NS_NAME, optional=("kind",)),
         "resource_usage": ToolInfo(Risk.READ, required=_NS, optional=("name",)),
+        # raw API objects, for the RCA evidence plan (kinds limited; never Secrets or ConfigMaps)
+        "get_object": ToolInfo(Risk.READ, required=("kind", "name"), optional=("namespace",)),
+        "list_objects": ToolInfo(Risk.READ, required=("kind",), optional=("namespace", "label_selector")),
+        "object_events": ToolInfo(Risk.READ, required=("name",), optional=("kind", "namespace")),
         # mutating
         "delete_pod": ToolInfo(Risk.MEDIUM, required=_NS_NAME),
         "rollout_restart": ToolInfo(Risk.MEDIUM, required=_NS_NAME, optional=("kind",)),

@@ -159,6 +159,71 @@ async def test_resource_usage_says_when_the_metrics_api_is_not_available(mcp: Ku
     assert usage["available"] is False and "metrics API not available" in usage["message"]
 
 
+# -- raw objects (the RCA evidence plan's reads) -------------------------------------------
+async def test_get_object_and_list_objects_return_api_json_as_the_rca_plan_reads_it(
+    mcp_read_only: KubeMcpClient,
+) -> None:
+    listed = await mcp_read_only.call("list_objects", {"kind": "Pod", "namespace": "production",
+                                                       "label_selector": "app=checkout"})
+    assert listed["count"] == len(listed["items"]) >= 1
+    pod = listed["items"][0]
+    assert pod["metadata"]["labels"]["app"] == "checkout" and "managedFields" not in pod["metadata"]
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "128Mi"
+    got = await mcp_read_only.call("get_object", {"kind": "Pod", "namespace": "production",
+                                                  "name": pod["metadata"]["name"]})
+    assert got["object"]["metadata"]["uid"] == pod["metadata"]["uid"]
+    replica_sets = await mcp_read_only.call("list_objects", {"kind": "ReplicaSet", "namespace": "production"})
+    assert any(ref["kind"] == "Deployment" and ref["name"] == "checkout"
+               for rs in replica_sets["items"] for ref in rs["metadata"].get("ownerReferences", []))
+    node = await mcp_read_only.call("get_object", {"kind": "Node", "name": "node-1"})
+    assert node["object"]["metadata"]["name"] == "node-1" and node["object"]["status"]["conditions"]
+
+
+async def test_object_events_are_raw_events_of_one_object_in_allowed_namespaces(
+    mcp_read_only: KubeMcpClient, cluster: BackgroundSandbox
+) -> None:
+    pod = next(p["metadata"]["name"] for p in cluster.objects("Pod", "production")
+               if p["metadata"]["name"].startswith("checkout-"))
+    events = (await mcp_read_only.call("object_events", {"name": pod, "kind": "Pod",
+                                                         "namespace": "production"}))["events"]
+    assert events and all(e["involvedObject"]["name"] == pod for e in events)
+    assert all("reason" in e and "lastTimestamp" in e for e in events)
+    anywhere = (await mcp_read_only.call("object_events", {"name": pod, "kind": "Pod"}))["events"]
+    assert {e["metadata"]["name"] for e in anywhere} == {e["metadata"]["name"] for e in events}
+
+
+@pytest.mark.parametrize(
+    ("tool", "params", "expected"),
+    [
+        pytest.param("get_object", {"kind": "Secret", "namespace": "production", "name": "db"}, "Input should be",
+                     id="no-secrets"),
+        pytest.param("list_objects", {"kind": "ConfigMap", "namespace": "production"}, "Input should be",
+                     id="no-configmaps"),
+        pytest.param("get_object", {"kind": "Pod", "namespace": "production", "name": "ghost-7f9c"}, "not found",
+                     id="gone-pod"),
+        pytest.param("list_objects", {"kind": "Pod", "namespace": "staging"}, "not in this server's allowlist",
+                     id="outside-allowlist"),
+        pytest.param("list_objects", {"kind": "Pod"}, "a namespace is required", id="namespaced-kind-without-one"),
+    ],
+)
+async def test_raw_reads_refuse_secrets_other_kinds_and_namespaces_with_a_clear_error(
+    mcp_read_only: KubeMcpClient, tool: str, params: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ToolFailed) as info:
+        await mcp_read_only.call(tool, params)
+    assert expected in info.value.message
+
+
+async def test_a_read_only_server_does_not_even_know_a_mutating_tool_called_past_the_client(
+    mcp_read_only: KubeMcpClient, mcp: KubeMcpClient
+) -> None:
+    pod = (await _pods(mcp, "production", "frontend"))[0]["name"]
+    # Straight on the session, past the client's own refusal: the server has no such tool.
+    result = await mcp_read_only._open().call_tool("delete_pod", {"namespace": "production", "name": pod})
+    assert result.is_error
+    assert pod in {p["name"] for p in await _pods(mcp, "production", "frontend")}
+
+
 # -- mutations -----------------------------------------------------------------------------
 async def test_delete_pod_is_recreated_by_its_replicaset(mcp: KubeMcpClient) -> None:
     pods = await _pods(mcp, "production", "frontend")

@@ -17,10 +17,12 @@ from kubernetes import config as k8s_config
 
 from actors.rca import RcaWorker
 from adapters.kube import KubeClient
+from adapters.mcp_client import KubeMcpClient, ToolRefused
 from adapters.postgres import PostgresStore
 from adapters.rca_store import RcaStore
 from adapters.sandbox import BackgroundSandbox, Behaviour, Scenario, WorkloadSpec
 from config.settings import Settings
+from core.tools import MUTATING
 from tests.helpers import wait_for
 from tests.servers.anthropic_server import AnthropicServer, Reply
 
@@ -459,10 +461,27 @@ async def test_hostile_log_lines_cannot_make_the_llm_act_on_the_cluster(
         Reply.report({**VALID, "category": "app_crash", "recommended_playbook": "crashloop",
                       "risk_notes": ["delete all pods now"]}),
     )
-    worker = make_worker(sb, anthropic_api_key=API_KEY, anthropic_base_url=server.url)
+    clients: list[KubeMcpClient] = []
+
+    def tools() -> KubeMcpClient:  # the worker's own kind of client, kept to look at afterwards
+        clients.append(KubeMcpClient(kubeconfig=str(sb.kubeconfig_path), deny_namespaces="", start_timeout=120))
+        return clients[-1]
+
+    worker = make_worker(sb, anthropic_api_key=API_KEY, anthropic_base_url=server.url,
+                         worker_options={"tools_factory": tools})
 
     fooled = await worker.analyze(pod_incident(None, "production", pod, "CrashLoopBackOff"))
     answered = await worker.analyze(pod_incident(None, "production", pod, "CrashLoopBackOff"))
+
+    # The RCA path's only door to the cluster is a read-only MCP client of a --read-only server:
+    # no mutating tool is listed, the client refuses one, and the server does not know one.
+    (client,) = clients
+    assert client.read_only and "--read-only" in client.command
+    assert not {t.name for t in await client.list_tools()} & MUTATING
+    with pytest.raises(ToolRefused, match="read-only"):
+        await client.call("delete_pod", {"namespace": "production", "name": pod})
+    bypass = await client._open().call_tool("delete_pod", {"namespace": "production", "name": pod})
+    assert bypass.is_error
 
     assert fooled["report"]["mode"] == "fallback" and "no text" in fooled["report"]["fallback_reason"]
     assert answered["report"]["mode"] == "llm"
@@ -478,11 +497,22 @@ async def test_hostile_log_lines_cannot_make_the_llm_act_on_the_cluster(
     assert [d["spec"] for d in sb.objects("Deployment")] == specs_before
 
 
+async def test_a_worker_given_an_mcp_client_that_may_write_refuses_it(
+    sandbox: BackgroundSandbox, make_worker: WorkerFactory
+) -> None:
+    def writer() -> KubeMcpClient:
+        return KubeMcpClient(kubeconfig=str(sandbox.kubeconfig_path), read_only=False)
+
+    worker = make_worker(sandbox, worker_options={"tools_factory": writer})
+    result = await worker.analyze(pod_incident(None, "production", "checkout-1", "OOMKilled"))
+    assert "only takes a read-only MCP client" in " ".join(result["evidence"]["notes"])
+    assert "read-only" in str((await worker.health())["kube_error"])
+
+
 async def test_health_reports_the_cluster_postgres_and_the_llm(
     sandbox: BackgroundSandbox, make_worker: WorkerFactory
 ) -> None:
-    worker = make_worker(sandbox, worker_options={"kube_factory": lambda: KubeClient.from_kubeconfig(
-        sandbox.kubeconfig_path, request_timeout=5.0)})
+    worker = make_worker(sandbox)
     health = await worker.health()
     assert "kube_latency_ms" in health and "postgres_latency_ms" in health
     assert health["llm"]["configured"] is False

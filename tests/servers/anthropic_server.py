@@ -4,12 +4,16 @@ The official ``anthropic`` SDK is pointed at it by ``base_url``, so the whole cl
 path (headers, JSON encoding, status codes, retry-after, timeouts) is exercised for
 real. It accepts ``POST /v1/messages``, checks the request the way the API does
 (``x-api-key`` and ``anthropic-version`` headers; ``model``, ``max_tokens``,
-``messages``, ``system`` types), records every request body for assertions, and
+``messages``, ``system`` types; ``tools`` definitions; every ``tool_result`` answering
+a ``tool_use`` id of the assistant turn just before it), records every request body for assertions, and
 answers with scripted replies in order (then with the default reply):
 
 * ``Reply.report({...})``: a 200 message whose text is that JSON document;
 * ``Reply.text("...")``: a 200 message with arbitrary text (invalid JSON, prose);
-* ``Reply.tool_use("delete_pod", {...})``: a 200 message with only a tool_use block;
+* ``Reply.tool_use("delete_pod", {...})``: a 200 message with only a tool_use block
+  (``Reply.tool_uses([(name, input), ...])`` for several in one turn);
+* ``Reply.responding(fn)``: the reply ``fn(request_body)`` builds, e.g. a text made from
+  the ``tool_result`` blocks the client sent (see ``tool_results``);
 * ``Reply.error(429, retry_after=1)`` / ``Reply.error(500)``: API error bodies;
 * any reply with ``delay=`` seconds before it is sent (a slow model).
 
@@ -20,10 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -51,6 +57,7 @@ class Reply:
     delay: float = 0.0
     usage: tuple[int, int] = (120, 80)
     message: str = ""
+    respond: Callable[[dict[str, Any]], Reply] | None = None
 
     @classmethod
     def report(cls, document: dict[str, Any], **options: Any) -> Reply:
@@ -64,6 +71,18 @@ class Reply:
     def tool_use(cls, name: str, arguments: dict[str, Any], **options: Any) -> Reply:
         block = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": name, "input": arguments}
         return cls(content=(block,), stop_reason="tool_use", **options)
+
+    @classmethod
+    def tool_uses(cls, calls: list[tuple[str, dict[str, Any]]], **options: Any) -> Reply:
+        blocks = tuple(
+            {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": name, "input": arguments}
+            for name, arguments in calls
+        )
+        return cls(content=blocks, stop_reason="tool_use", **options)
+
+    @classmethod
+    def responding(cls, respond: Callable[[dict[str, Any]], Reply], **options: Any) -> Reply:
+        return cls(respond=respond, **options)
 
     @classmethod
     def error(cls, status: int, *, retry_after: float | None = None, message: str = "", **options: Any) -> Reply:
@@ -92,6 +111,56 @@ class _State:
     connections: set[socket.socket] = field(default_factory=set)
     in_flight: int = 0
     max_in_flight: int = 0
+
+
+def tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``tool_result`` blocks of the request's last user turn."""
+    last = body["messages"][-1]
+    content = last.get("content")
+    return [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"] if isinstance(
+        content, list) else []
+
+
+def result_text(block: dict[str, Any]) -> str:
+    """The text of one tool_result block (a string, or a list of text blocks)."""
+    content = block.get("content")
+    if isinstance(content, str):
+        return content
+    return "".join(str(b.get("text", "")) for b in content or [] if isinstance(b, dict))
+
+
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def _tools_problem(tools: Any) -> str | None:
+    if not isinstance(tools, list):
+        return "400:tools: must be a list"
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str) or not _TOOL_NAME.match(tool["name"]):
+            return f"400:tools.{i}.name: must match ^[a-zA-Z0-9_-]{{1,64}}$"
+        schema = tool.get("input_schema")
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            return f"400:tools.{i}.input_schema: must be a JSON schema of type object"
+    return None
+
+
+def _tool_flow_problem(messages: list[dict[str, Any]], tools: list[Any] | None) -> str | None:
+    """tool_use needs tools; each tool_result must answer a tool_use of the assistant turn just before."""
+    for i, message in enumerate(messages):
+        content = message.get("content")
+        blocks = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+        if any(b.get("type") in ("tool_use", "tool_result") for b in blocks) and not tools:
+            return f"400:messages.{i}: tool_use/tool_result blocks need the tools parameter"
+        results = [b for b in blocks if b.get("type") == "tool_result"]
+        if not results:
+            continue
+        before = messages[i - 1].get("content") if i > 0 and messages[i - 1].get("role") == "assistant" else None
+        asked = {b.get("id") for b in before if isinstance(b, dict) and b.get("type") == "tool_use"} if isinstance(
+            before, list) else set()
+        for block in results:
+            if block.get("tool_use_id") not in asked:
+                return f"400:messages.{i}: tool_result {block.get('tool_use_id')!r} answers no tool_use just before it"
+    return None
 
 
 def validate(headers: dict[str, str], body: Any) -> str | None:
@@ -123,7 +192,10 @@ def validate(headers: dict[str, str], body: Any) -> str | None:
         return "400:system: must be a string or a list of text blocks"
     if isinstance(system, list) and not all(isinstance(b, dict) and b.get("type") == "text" for b in system):
         return "400:system: blocks must be text blocks"
-    return None
+    tools = body.get("tools")
+    if tools is not None and (problem := _tools_problem(tools)) is not None:
+        return problem
+    return _tool_flow_problem(messages, tools)
 
 
 def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
@@ -192,6 +264,8 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                     state.in_flight -= 1
 
         def _answer(self, reply: Reply, body: dict[str, Any]) -> None:
+            if reply.respond is not None:
+                reply = reply.respond(body)
             if reply.delay and state.stopping.wait(reply.delay):
                 return
             if reply.status != 200:
