@@ -301,7 +301,8 @@ class ApiServer:
                 "BadRequest",
                 f"a container name must be specified for pod {route.name}, choose one of: [{' '.join(names)}]",
             )
-        if container not in names:
+        init_names = [c["name"] for c in pod.get("spec", {}).get("initContainers", [])]
+        if container not in names and container not in init_names:  # init containers have logs too
             raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {route.name}")
         previous = q.get("previous") in ("true", "1")
         lines = self.logs.read(route.namespace or "", route.name, container, previous)
