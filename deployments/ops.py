@@ -9,6 +9,7 @@ stores and the rule engine answer). ``/api/*`` needs ``OPS_API_TOKEN``.
 # No "from __future__ import annotations": FastAPI must see real types on route methods.
 
 import asyncio
+import importlib
 import logging
 import time
 from typing import Any, Literal
@@ -31,9 +32,21 @@ api = FastAPI(title="ray-aiops ops", version="0.1.0")
 log = logging.getLogger(__name__)
 
 _ACTOR_TIMEOUT = 2.0
-# Serve apps whose replicas keep their own registry (``metrics_text``); an app that is not
-# deployed, or exports nothing, is left out of the scrape (and reported as not up).
-_INGRESS_APPS = (("alerts", "AlertsIngress"), ("chat", "ChatIngress"))
+# Serve apps whose replicas may keep their own registry: (app, deployment, module, class).
+_INGRESS_APPS = (
+    ("alerts", "AlertsIngress", "deployments.alerts", "AlertsIngressImpl"),
+    ("chat", "ChatIngress", "deployments.chat", "ChatIngressImpl"),
+)
+
+
+def _exporting_apps() -> list[tuple[str, str]]:
+    """The ingress apps whose class defines ``metrics_text`` (asking the others would only fail)."""
+    found = []
+    for app_name, deployment, module_name, class_name in _INGRESS_APPS:
+        cls = getattr(importlib.import_module(module_name), class_name, None)
+        if cls is not None and callable(getattr(cls, "metrics_text", None)):
+            found.append((app_name, deployment))
+    return found
 
 
 async def _ingress_metrics(app_name: str, deployment: str) -> Any:
@@ -67,6 +80,7 @@ class OpsIngressImpl:
     def __init__(self, settings: Settings | None = None) -> None:
         self._settings = settings or Settings.from_env()
         self._metrics = IngressMetrics()
+        self._ingress_apps = _exporting_apps()
         self._stores: Stores | None = None
         self._lock = asyncio.Lock()
         self._engine: Any = remote.rule_engine(self._settings)
@@ -161,7 +175,7 @@ class OpsIngressImpl:
             handle = remote.existing(name)
             if handle is not None:
                 calls.append(self._metrics_of(name, lambda h=handle: h.metrics_text.remote()))
-        for app_name, deployment in _INGRESS_APPS:
+        for app_name, deployment in self._ingress_apps:
             calls.append(self._metrics_of(app_name, lambda a=app_name, d=deployment: _ingress_metrics(a, d)))
         answers = await asyncio.gather(*calls)
         parts = [("ops", self._metrics.render())] + [(c, t) for c, t, _ in answers if t is not None]
