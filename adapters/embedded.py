@@ -122,6 +122,14 @@ def stop_embedded(data_dir: Path) -> list[str]:
         import pgserver
 
         server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
-        server.cleanup()
+        # Stop it outright: a handle this process opened earlier (cleanup_mode=None, as
+        # start_postgres does) or handles other processes registered would make
+        # server.cleanup() leave the server running.
+        try:
+            pgserver.pg_ctl(  # type: ignore[attr-defined]
+                ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60
+            )
+        except (subprocess.SubprocessError, OSError):
+            server.cleanup()
         stopped.append("postgres")
     return stopped

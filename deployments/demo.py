@@ -291,7 +291,7 @@ def run_demo(options: DemoOptions | None = None, **legacy: Any) -> int:
         with progress("deploying the platform: watchers, rules, RCA, approvals and the alerts/chat/ops apps"):
             from deployments import launcher
 
-            api = launcher.deploy(settings, port=port)
+            api = launcher.deploy(settings, port=port, health_timeout=300.0)
         _print_started(settings, scenario, api, dashboard, kubeconfig, playbooks, started)
         from deployments.demo_console import DemoConsole
 

@@ -47,7 +47,7 @@ def init_ray(*, num_cpus: int = 2, dashboard: bool = False, address: str | None 
     return None
 
 
-def deploy(settings: Settings, *, port: int, rules_file: str | None = None) -> str:
+def deploy(settings: Settings, *, port: int, rules_file: str | None = None, health_timeout: float = 60.0) -> str:
     """Create the actors and run the three apps on ``port``; returns the base URL."""
     remote.rule_engine(settings, rules_file)
     serve.start(http_options={"host": settings.http_host, "port": port})
@@ -56,7 +56,7 @@ def deploy(settings: Settings, *, port: int, rules_file: str | None = None) -> s
     serve.run(chat.build(settings), name="chat", route_prefix="/api/webhook", blocking=False)
     serve.run(ops.build(settings), name="ops", route_prefix="/", blocking=False)
     base = f"http://{settings.http_host}:{port}"
-    wait_http(base + "/health", timeout=60.0)
+    wait_http(base + "/health", timeout=health_timeout)
     return base
 
 
@@ -66,7 +66,7 @@ def wait_http(url: str, *, timeout: float, expect: int = 200) -> Any:
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            response = httpx.get(url, timeout=2.0)
+            response = httpx.get(url, timeout=5.0)
             if response.status_code == expect:
                 return response
             last = f"HTTP {response.status_code}"
