@@ -401,9 +401,12 @@ class Notifier:
         if root is not None:
             return root
         notify = self._notify_of(incident, NotifyKind.NEW, {})
-        ref = await self._send(target, self._new_message(notify, incident, await self._rca(incident.id)))
+        rca = await self._rca(incident.id)
+        ref = await self._send(target, self._new_message(notify, incident, rca))
         if ref is not None:
             await self._save_thread(incident.id, target, ref)
+            if rca is None:
+                await self._wait_for_rca(incident.id, notify)
         return ref
 
     async def _wait_for_rca(self, incident_id: str, notify: Notify) -> None:

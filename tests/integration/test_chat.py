@@ -29,6 +29,7 @@ from actors.notifier import Notifier
 from actors.rule_engine import RuleEngine
 from adapters.chat_channel import Channel, RetryPolicy
 from adapters.conversation_store import ConversationStore
+from adapters.rca_store import RcaStore
 from adapters.slack import SlackChannel, SlackVerifier, handle_events, handle_interactions
 from adapters.telegram import TelegramChannel, handle_webhook
 from config.chat import ChatConfig, chat_from_text
@@ -302,6 +303,32 @@ async def test_slack_incident_buttons_refuse_a_viewer_execute_for_an_operator_ed
     # Telegram got the same request with an inline keyboard, edited the same way.
     ((_, tg_message),) = telegram_with(rig.telegram, f"Approval id: {approval}")
     assert "reply_markup" not in tg_message and "Approved" in tg_message["text"]
+
+    stores = await rig.engine._ready()
+    incident_id = (await stores.postgres.list_incidents(status="open"))[0].id
+    report = {
+        "summary": "CrashLoopBackOff on web-1 (production)",
+        "root_cause": "the app panics on a nil map at start-up",
+        "category": "app_crash",
+        "evidence": ["panic: assignment to entry in nil map"],
+        "confidence": 0.8,
+    }
+    await RcaStore(stores.postgres).save(
+        incident_id,
+        mode="deterministic",
+        category="app_crash",
+        confidence=0.8,
+        summary=report["summary"],
+        body={"report": report},
+        now=datetime.now(UTC),
+    )
+
+    async def root_has_rca() -> bool:
+        await rig.notifier.pump()
+        return "Root cause: the app panics" in str(rig.slack.messages[("C0OPS", root_ts)]["text"])
+
+    await wait_for(root_has_rca, timeout=20, message="the root message edited to carry the RCA")
+    assert "nil map" in str(rig.slack.messages[("C0OPS", root_ts)]["blocks"])
 
     await rig.engine.ingest([crashloop("web-1", status="resolved")])
 
