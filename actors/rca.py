@@ -66,6 +66,7 @@ from core.rca.records import object_from_labels
 log = logging.getLogger(__name__)
 
 DEFAULT_TIME_BUDGET_SECONDS = 10.0
+TOOLS_RETRY_SECONDS = 15.0  # after a failed MCP server start, incidents go on without tools this long
 ToolsFactory = Callable[[], KubeMcpClient]
 
 
@@ -145,6 +146,8 @@ class RcaWorker:
         time_budget_seconds: float = DEFAULT_TIME_BUDGET_SECONDS,
     ) -> None:
         self._settings = settings
+        self._own_factory = tools_factory is None
+        self._tools_failed_at: float | None = None
         self._tools_factory: ToolsFactory = tools_factory or (
             lambda: KubeMcpClient(
                 kubeconfig=settings.kubeconfig,
@@ -297,6 +300,12 @@ class RcaWorker:
                 await self._tools.close()
                 self._tools = None
             if self._tools is None:
+                if self._own_factory and not self._settings.cluster_configured:
+                    self._tools_error = "no cluster configured (KUBECONFIG, or a service account in a pod)"
+                    return None
+                failed_at = self._tools_failed_at
+                if failed_at is not None and time.monotonic() - failed_at < TOOLS_RETRY_SECONDS:
+                    return None  # a start failed moments ago: do not pay a failing start per incident
                 try:
                     client = self._tools_factory()
                     if not client.read_only:
@@ -305,9 +314,10 @@ class RcaWorker:
                     await client.start()
                 except (AiopsError, OSError, ValueError) as e:
                     self._tools_error = f"{type(e).__name__}: {e}"[:500]
+                    self._tools_failed_at = time.monotonic()
                     log.warning("RCA worker has no Kubernetes tools: %s", self._tools_error)
                     return None
-                self._tools, self._tools_error = client, None
+                self._tools, self._tools_error, self._tools_failed_at = client, None, None
         return self._tools
 
     async def _store_ready(self) -> RcaStore:

@@ -278,11 +278,26 @@ async def test_an_rbac_denial_on_every_read_still_gives_a_report(
 
 
 async def test_an_unreachable_cluster_gives_a_report_saying_there_is_no_client(make_worker: WorkerFactory) -> None:
-    worker = make_worker(None)  # kubeconfig points at a file that does not exist
+    worker = make_worker(None)  # kubeconfig points at a file that does not exist: the MCP server cannot start
     result = await worker.analyze(pod_incident(None, "production", "checkout-1", "OOMKilled"))
     assert result["report"]["category"] == "unknown"
     assert "no Kubernetes client" in " ".join(result["evidence"]["notes"])
+    again = await worker.analyze(pod_incident(None, "production", "checkout-1", "OOMKilled"))
+    assert "no Kubernetes client" in " ".join(again["evidence"]["notes"])
+    assert again["duration_ms"] < result["duration_ms"]  # the failed start is not paid again per incident
     assert "kube_error" in await worker.health()
+
+
+async def test_without_any_cluster_configured_the_report_says_so(
+    make_worker: WorkerFactory, database_url: str, tmp_path: Path
+) -> None:
+    worker = RcaWorker(Settings(database_url=database_url, anthropic_api_key=None, kubeconfig=None,
+                                kubernetes_service_host=None, data_dir=tmp_path))
+    try:
+        result = await worker.analyze(pod_incident(None, "production", "checkout-1", "OOMKilled"))
+    finally:
+        await worker.close()
+    assert "no cluster configured" in " ".join(result["evidence"]["notes"])
 
 
 async def test_an_exhausted_time_budget_diagnoses_with_the_evidence_gathered_so_far(
