@@ -34,6 +34,7 @@ from typing import Any, Protocol, TextIO
 from actors.stores import Stores
 from adapters.chat_channel import Channel, CommandLimiter, ConsoleChannel, RateLimiter
 from adapters.conversation_store import ConversationStore
+from adapters.metrics import ChatMetrics, shared
 from adapters.rca_store import RcaStore
 from adapters.slack import SlackChannel
 from adapters.telegram import TelegramChannel
@@ -441,6 +442,10 @@ class ChatDispatcher:
             status["redis_error"] = str(e)
             status["ok"] = False
         return status
+
+    def metrics_text(self) -> str:
+        """This process's chat API metrics (sends, retries, rate limits), for the one scrape."""
+        return shared(ChatMetrics).render()
 
     async def close(self) -> None:
         for channel in self._channels.values():

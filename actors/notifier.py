@@ -44,6 +44,7 @@ from actors.chat_dispatch import build_channels
 from actors.stores import Stores
 from adapters.approval_store import GateState, RunRecords
 from adapters.chat_channel import Channel
+from adapters.metrics import ChatMetrics, shared
 from adapters.rca_store import RcaStore
 from config.chat import ChatConfig, load_chat
 from config.settings import Settings
@@ -533,6 +534,10 @@ class Notifier:
             "notices_cursor": int(await self._get(NOTICES_CURSOR, 0)),
             "uptime_s": round(time.time() - self._started_at),
         }
+
+    def metrics_text(self) -> str:
+        """This process's chat API metrics (sends, retries, rate limits), for the one scrape."""
+        return shared(ChatMetrics).render()
 
     async def close(self) -> None:
         self._closing = True

@@ -467,6 +467,7 @@ async def test_a_restarted_notifier_sends_nothing_twice(rig: Rig) -> None:
         await again.close()
     assert (len(rig.slack.messages), len(rig.telegram.messages)) == before
     assert before[0] >= 2 and before[1] >= 2  # root + approval request on each
+    assert 'aiops_chat_sends_total{channel="slack"}' in rig.notifier.metrics_text()
 
 
 async def test_follow_up_questions_get_the_conversation_so_far_and_sessions_expire(rig: Rig, tmp_path: Path) -> None:
@@ -506,3 +507,28 @@ async def test_follow_up_questions_get_the_conversation_so_far_and_sessions_expi
     assert await store.session("slack", "C0OPS", "UOPS", datetime.now(UTC)) != conversation
     with pytest.raises(InputError):
         await store.add(conversation, "system", "x", now)
+
+
+def test_setup_telegram_registers_the_webhook_with_the_secret_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.errors import ConfigError
+    from deployments.cli import build_parser
+
+    with TelegramApiServer(TG_TOKEN) as telegram:
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TG_TOKEN)
+        monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", TG_SECRET)
+        parser = build_parser()
+        args = parser.parse_args(
+            ["chat", "setup-telegram", "--url", "https://aiops.example.com", "--api-url", telegram.api_url]
+        )
+        assert args.func(args) == 0
+        assert telegram.webhook["url"] == "https://aiops.example.com/api/webhook/telegram"
+        assert telegram.webhook["secret_token"] == TG_SECRET
+        assert telegram.webhook["allowed_updates"] == ["message", "callback_query"]
+
+        plain = parser.parse_args(["chat", "setup-telegram", "--url", "http://insecure", "--api-url", telegram.api_url])
+        with pytest.raises(ConfigError, match="HTTPS"):
+            plain.func(plain)
+        monkeypatch.delenv("TELEGRAM_WEBHOOK_SECRET")
+        with pytest.raises(ConfigError, match="TELEGRAM_WEBHOOK_SECRET"):
+            args.func(args)
+        assert len(telegram.method_calls("setWebhook")) == 1
