@@ -47,6 +47,8 @@ from core.rules import RuleSet
 log = logging.getLogger(__name__)
 
 PENDING_KEY = "rules:pending"
+# Calls committed together at most (each is one webhook or watcher batch).
+_GROUP_CALLS = 32
 _STORED_EFFECTS = {
     "OpenIncident",
     "AttachSignal",
@@ -168,6 +170,9 @@ class RuleEngine:
         self._writer: IncidentWriter | None = None
         self._start_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
+        self._commits = 0
+        self._inbox: list[tuple[list[Signal], asyncio.Future[dict[str, Any]]]] = []
+        self._committer: asyncio.Task[None] | None = None
         self._tick: asyncio.Task[None] | None = None
         self._closing = False
         self._reload_error: str | None = None
@@ -214,6 +219,7 @@ class RuleEngine:
         except Exception as e:  # noqa: BLE001 - any Redis failure means: not committed, retry later
             raise TemporaryError(f"Redis: cannot save correlation state: {e}") from e
         self._stored = state
+        self._commits += 1
         if encoded:
             await self._writer.apply(encoded, now, batch)
             await stores.redis.delete(PENDING_KEY)
@@ -236,20 +242,55 @@ class RuleEngine:
         self._schedule_tick()
 
     async def ingest(self, signals: Sequence[Signal | dict[str, Any]]) -> dict[str, Any]:
-        """Fold signals into incidents; idempotent, so a retried call changes nothing twice."""
+        """Fold signals into incidents; idempotent, so a retried call changes nothing twice.
+
+        Answers once the batch is committed. Calls that arrive while a commit is under way
+        are committed together by the next one (group commit): the correlator still sees
+        each call's signals in arrival order, but Redis and PostgreSQL are written once for
+        the group, which is what keeps a storm of concurrent webhooks from queueing up.
+        """
         await self._ready()
         parsed = [s if isinstance(s, Signal) else Signal.model_validate(s) for s in signals]
         for signal in parsed:
             self._metrics.signals.labels(source=signal.source.value).inc()
-        async with self._lock:
-            events = [self._correlator.event(s) for s in parsed]
-            for event in events:
-                for name in event.decision.matched:
-                    self._metrics.rule_matches.labels(rule=name).inc()
-            now = self._clock()
-            state, effects = self._correlator.advance_all(self._state, events, now)
-            await self._commit(state, effects, now)
-        return asdict(summarize(len(parsed), effects))
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._inbox.append((parsed, waiter))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.get_running_loop().create_task(self._drain())
+        return await waiter
+
+    async def _drain(self) -> None:
+        """Commit everything in the inbox, a group at a time, until it is empty."""
+        while self._inbox:
+            async with self._lock:
+                group, self._inbox = self._inbox[:_GROUP_CALLS], self._inbox[_GROUP_CALLS:]
+                now = self._clock()
+                state = self._state
+                effects: list[Any] = []
+                done: list[tuple[asyncio.Future[dict[str, Any]], dict[str, Any]]] = []
+                for parsed, waiter in group:
+                    try:
+                        events = [self._correlator.event(s) for s in parsed]
+                        state, produced = self._correlator.advance_all(state, events, now)
+                    except Exception as e:  # noqa: BLE001 - this call fails alone; the rest of the group goes on
+                        if not waiter.done():
+                            waiter.set_exception(e)
+                        continue
+                    for event in events:
+                        for name in event.decision.matched:
+                            self._metrics.rule_matches.labels(rule=name).inc()
+                    effects.extend(produced)
+                    done.append((waiter, asdict(summarize(len(parsed), produced))))
+                try:
+                    await self._commit(state, effects, now)
+                except Exception as e:  # noqa: BLE001 - nothing of the group is committed; every caller hears why
+                    for waiter, _ in done:
+                        if not waiter.done():
+                            waiter.set_exception(e)
+                    continue
+                for waiter, summary in done:
+                    if not waiter.done():
+                        waiter.set_result(summary)
 
     async def acknowledge(self, incident_id: str, who: str) -> dict[str, Any]:
         await self._ready()
@@ -313,6 +354,7 @@ class RuleEngine:
             "active_incidents": len(self._state.active_groups()),
             "rules_file": self._rules_path or "shipped default",
             "rules_reload_error": self._reload_error,
+            "commits": self._commits,
             "uptime_s": round(time.time() - self._started_at),
         }
         try:
@@ -330,6 +372,9 @@ class RuleEngine:
             self._tick.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tick
+        if self._committer is not None and not self._committer.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._committer, timeout=30)
         if self._stores is not None:
             await self._stores.close()
             self._stores = None

@@ -84,6 +84,20 @@ async def test_concurrent_batches_of_one_deployment_make_one_incident_per_pod_gr
     )
 
 
+async def test_concurrent_calls_are_committed_together_and_each_caller_gets_its_own_summary(
+    engine: RuleEngine,
+) -> None:
+    await engine.ingest([am("seen")])
+    before = (await engine.health())["commits"]
+    calls = [[am(f"q{i}", deployment=f"d{i}"), am("seen")] for i in range(20)]
+    answers = await asyncio.gather(*(engine.ingest(c) for c in calls))
+    assert [(a["received"], a["opened"], a["duplicates"]) for a in answers] == [(2, 1, 1)] * 20
+    assert len({a["incidents"][0] for a in answers}) == 20
+    commits = (await engine.health())["commits"] - before
+    assert 1 <= commits < 20, f"{commits} commits for 20 concurrent calls: no group commit"
+    assert await count(engine, "SELECT count(*) FROM incidents") == 21
+
+
 async def test_resolved_before_firing_does_not_leave_an_open_incident(engine: RuleEngine) -> None:
     later = T0 + timedelta(minutes=5)
     await engine.ingest([am("a", "resolved", at=later)])
