@@ -42,7 +42,7 @@ import yaml
 from adapters.sandbox import BackgroundSandbox, NodeEvent, Scenario, load_scenario
 from config.loader import default_playbooks_dir, load_playbooks
 from config.settings import Settings
-from core.errors import AiopsError, ConfigError
+from core.errors import AiopsError, ConfigError, TemporaryError
 
 
 def free_port() -> int:
@@ -217,27 +217,39 @@ def _terminate(procs: list[psutil.Process], grace: float = 10.0) -> None:
             proc.kill()
 
 
-def _start_ray(started: Started, *, num_cpus: int) -> str | None:
+def _start_ray(started: Started, *, num_cpus: int, attempts: int = 2) -> str | None:
     import ray
 
     from actors import remote
 
     temp_dir = ray_temp_dir(started.data_dir)
     started.ray_temp_dir = temp_dir
-    # address="local": always a new Ray of our own, never one found running on the machine.
-    context = ray.init(
-        address="local",
-        num_cpus=num_cpus,
-        namespace=remote.NAMESPACE,
-        include_dashboard=True,
-        dashboard_port=free_port(),
-        log_to_driver=False,
-        configure_logging=False,
-        _temp_dir=temp_dir,
-    )
-    started.ray_started = True
-    url = getattr(context, "dashboard_url", None)
-    return f"http://{url}" if url else None
+    for attempt in range(1, attempts + 1):
+        try:
+            # address="local": always a new Ray of our own, never one found running on the machine.
+            context = ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                namespace=remote.NAMESPACE,
+                include_dashboard=True,
+                dashboard_port=free_port(),
+                log_to_driver=False,
+                configure_logging=False,
+                _temp_dir=temp_dir,
+            )
+        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception when its node misses its start window
+            ray.shutdown()
+            _terminate(_processes_under(temp_dir))
+            if attempt >= attempts:
+                raise TemporaryError(
+                    f"Ray did not start ({e}); the machine may be too busy, try again", delay=10.0
+                ) from e
+            print(f"    Ray did not start ({str(e)[:120]}); retrying ({attempt}/{attempts - 1})", flush=True)
+            continue
+        started.ray_started = True
+        url = getattr(context, "dashboard_url", None)
+        return f"http://{url}" if url else None
+    return None
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
