@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -107,6 +107,16 @@ class RecordingTools:
         return {"ok": True, "tool": tool}
 
 
+class Clock:
+    """The coordinator's clock: real time plus a skew a test can add (to expire approvals)."""
+
+    def __init__(self) -> None:
+        self.skew = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.skew
+
+
 class Starter:
     def __init__(self) -> None:
         self.coordinator: ApprovalCoordinator | None = None
@@ -148,6 +158,7 @@ class Rig:
     telegram: TelegramApiServer
     slack: SlackApiServer
     channels: dict[str, Channel]
+    clock: Clock
 
     def telegram_event(self, body: bytes, secret: str | None = TG_SECRET) -> ChatEvent | None:
         return handle_webhook(body, webhook_headers(secret), secret=TG_SECRET, config=self.chat.telegram).event
@@ -201,8 +212,9 @@ async def rig(database: str, redis_url: str, redis_prefix: str, tmp_path: Path) 
             "slack": SlackChannel(SLACK_TOKEN, api_url=slack.api_url, retry=fast),
         }
         tools = RecordingTools()
+        clock = Clock()
         coordinator = ApprovalCoordinator(
-            settings, tools=tools, policy=policy, playbooks={"crashloop": RESTART}, tick_interval=0.2
+            settings, tools=tools, policy=policy, playbooks={"crashloop": RESTART}, tick_interval=0.2, clock=clock
         )
         starter = Starter()
         starter.coordinator = coordinator
@@ -218,7 +230,9 @@ async def rig(database: str, redis_url: str, redis_prefix: str, tmp_path: Path) 
         )
         notifier = Notifier(settings, chat=chat, channels=channels, interval=0.1)
         try:
-            yield Rig(settings, chat, engine, coordinator, dispatcher, notifier, tools, telegram, slack, channels)
+            yield Rig(
+                settings, chat, engine, coordinator, dispatcher, notifier, tools, telegram, slack, channels, clock
+            )
         finally:
             await notifier.close()
             await dispatcher.close()
@@ -532,3 +546,27 @@ def test_setup_telegram_registers_the_webhook_with_the_secret_token(monkeypatch:
         with pytest.raises(ConfigError, match="TELEGRAM_WEBHOOK_SECRET"):
             args.func(args)
         assert len(telegram.method_calls("setWebhook")) == 1
+
+
+async def test_an_expired_approval_is_edited_and_announced_in_the_thread(rig: Rig) -> None:
+    await rig.engine.ingest([crashloop("web-5")])
+    approval = (await pending_approval(rig))["id"]
+
+    async def posted() -> list[tuple[str, dict[str, Any]]]:
+        await rig.notifier.pump()
+        return slack_with_buttons(rig.slack, approval)
+
+    ((ts, message),) = await wait_for(posted, timeout=20, message="the approval request")
+    rig.clock.skew = timedelta(minutes=11)
+    expired = await rig.coordinator.expire_due()
+    assert [a["id"] for a in expired] == [approval]
+
+    async def closed() -> bool:
+        await rig.notifier.pump()
+        now = rig.slack.messages[("C0OPS", ts)]
+        return "Expired" in str(now["text"]) and not any(b["type"] == "actions" for b in now["blocks"])
+
+    await wait_for(closed, timeout=20, message="the request edited to expired, buttons gone")
+    notices = [m for m in rig.slack.messages.values() if f"Approval {approval} expired" in str(m.get("text"))]
+    assert len(notices) == 1 and notices[0]["thread_ts"] == message["thread_ts"]
+    assert rig.tools.calls == []
