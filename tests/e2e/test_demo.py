@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -151,6 +152,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
+        (tmp_path / "demo.stdout").write_text("\n".join(running.seen) + "\n")
         for leftover in ours(data_dir):
             with contextlib.suppress(psutil.Error):
                 leftover.kill()
@@ -165,7 +167,12 @@ def test_the_demo_runs_unattended_from_start_to_resolution_and_stops_everything_
     header = []
     while (line := demo.next_line(deadline)) is not None and line.strip():
         header.append(line)
-    assert any(h.strip().startswith("Ray dashboard:  http://127.0.0.1:") for h in header), header
+    dashboard = next(h.split()[-1] for h in header if h.strip().startswith("Ray dashboard:"))
+    assert dashboard.startswith("http://127.0.0.1:"), header
+    assert httpx.get(dashboard + "/api/version", timeout=30).status_code in (200, 401, 403)
+    failing = next(h for h in header if h.strip().startswith("failing:"))
+    for what in ("production/checkout (oom)", "staging/search (image_pull)", "(job_fail)", "NotReady"):
+        assert what in failing, failing
     progress = [s for s in demo.seen if s.startswith("• ") or s.startswith("  ✓ ")]
     assert any("PostgreSQL and Redis" in p for p in progress) and any("local Ray" in p for p in progress), progress
 
