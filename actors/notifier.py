@@ -8,7 +8,8 @@ change in the writers and nothing can be announced that was not committed.
 
 * **Incident notifications** are the rule engine's ``Notify`` effects, which
   ``adapters.incident_store`` stores as ``notify:<kind>`` rows of ``incident_events``
-  (BIGSERIAL ids, written under the rule engine's lock, so ids grow in commit order).
+  (BIGSERIAL ids, written under the rule engine's lock, so ids grow in commit order; the
+  cursor relies on that: a row committed later with a smaller id would be skipped).
 * **Approval and run notices** are the coordinator's announcements, a Redis list with
   sequence numbers (``GateState.notices``). A notice names its subject (an approval id,
   a run id, or ``guardrails``); the notifier reads the subject's *current* state from
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -45,6 +45,7 @@ from actors.stores import Stores
 from adapters.approval_store import GateState, RunRecords
 from adapters.chat_channel import Channel
 from adapters.metrics import ChatMetrics, shared
+from adapters.notifier_state import NotifierState, announcements, nearest_detail
 from adapters.rca_store import RcaStore
 from config.chat import ChatConfig, load_chat
 from config.settings import Settings
@@ -53,7 +54,7 @@ from core.chat import Message, MessageRef
 from core.chat_routing import Target
 from core.correlation_events import Notify
 from core.effects import Announce
-from core.errors import AiopsError, PermanentError, TemporaryError
+from core.errors import AiopsError, PermanentError
 from core.incident_groups import NotifyKind
 from core.models import Incident, IncidentId, Severity
 from core.notify_format import (
@@ -69,10 +70,6 @@ from core.rca.report import RcaReport
 
 log = logging.getLogger(__name__)
 
-EVENTS_CURSOR = "notifier:cursor:events"
-NOTICES_CURSOR = "notifier:cursor:notices"
-RCA_WAITING = "notifier:rca_waiting"
-MARK_TTL = 14 * 86400.0
 BATCH = 100
 
 
@@ -95,16 +92,6 @@ def _autostart(start: Callable[[], Any]) -> asyncio.Task[Any] | None:
             log.warning("notifier autostart failed (the next call retries): %s", e)
 
     return loop.create_task(run())
-
-
-def _ref_json(ref: MessageRef) -> list[str]:
-    return [ref.channel, ref.target, ref.id]
-
-
-def _ref_of(value: Any) -> MessageRef | None:
-    if isinstance(value, list) and len(value) == 3:
-        return MessageRef(str(value[0]), str(value[1]), str(value[2]))
-    return None
 
 
 class Notifier:
@@ -132,6 +119,7 @@ class Notifier:
         self._stores: Stores | None = None
         self._records: RunRecords | None = None
         self._gates: GateState | None = None
+        self._state: NotifierState | None = None
         self._start_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
         self._loop: asyncio.Task[None] | None = None
@@ -149,6 +137,7 @@ class Notifier:
                     if self._build_channels:
                         self._channels = build_channels(self._settings, self._chat)
                     self._records, self._gates = RunRecords(stores.postgres), GateState(stores.redis)
+                    self._state = NotifierState(stores.redis)
                     self._stores = stores
         return self._stores
 
@@ -179,31 +168,10 @@ class Notifier:
             self._counts["passes"] += 1
         return dict(self._counts)
 
-    # -- small Redis helpers -----------------------------------------------------------------
-
     @property
-    def _redis(self) -> Any:
-        assert self._stores is not None  # noqa: S101 - set by _ready
-        return self._stores.redis
-
-    async def _get(self, key: str, default: Any) -> Any:
-        value = await self._redis.get_json(key)
-        return default if value is None else value
-
-    async def _marked(self, key: str) -> bool:
-        return await self._redis.get_json(f"notifier:sent:{key}") is not None
-
-    async def _mark(self, key: str) -> None:
-        await self._redis.set_json(f"notifier:sent:{key}", 1, MARK_TTL)
-
-    async def _threads(self, incident_id: str) -> dict[str, Any]:
-        found = await self._get(f"notifier:thread:{incident_id}", {})
-        return found if isinstance(found, dict) else {}
-
-    async def _save_thread(self, incident_id: str, target: Target, ref: MessageRef) -> None:
-        threads = await self._threads(incident_id)
-        threads[str(target)] = _ref_json(ref)
-        await self._redis.set_json(f"notifier:thread:{incident_id}", threads, MARK_TTL)
+    def _book(self) -> NotifierState:
+        assert self._state is not None  # noqa: S101 - set by _ready
+        return self._state
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -279,39 +247,15 @@ class Notifier:
 
     async def _pump_events(self) -> None:
         assert self._stores is not None  # noqa: S101
-        pool = self._stores.postgres.pool
-        cursor = int(await self._get(EVENTS_CURSOR, 0))
-        try:
-            rows = await pool.fetch(
-                "SELECT id, incident_id, kind, detail, at FROM incident_events"
-                " WHERE id > $1 AND (kind LIKE 'notify:%' OR kind = 'resolved') ORDER BY id LIMIT $2",
-                cursor,
-                BATCH,
-            )
-        except Exception as e:  # noqa: BLE001 - any database failure: retry on the next pass
-            raise TemporaryError(f"PostgreSQL: cannot read notifications: {type(e).__name__}: {e}") from e
+        rows = await announcements(self._stores.postgres, await self._book.cursor("events"), BATCH)
         for row in rows:
-            if row["at"] >= self._clock() - self._max_age:
-                detail = row["detail"]
-                await self._incident_event(
-                    int(row["id"]),
-                    row["incident_id"],
-                    row["kind"],
-                    json.loads(detail) if isinstance(detail, str) else dict(detail),
-                )
-            await self._redis.set_json(EVENTS_CURSOR, int(row["id"]))
+            if row.at >= self._clock() - self._max_age:
+                await self._incident_event(row.id, row.incident_id, row.kind, row.detail)
+            await self._book.set_cursor("events", row.id)
 
     async def _event_detail(self, incident_id: str, kind: str, near: int) -> dict[str, Any]:
         assert self._stores is not None  # noqa: S101
-        raw = await self._stores.postgres.pool.fetchval(
-            "SELECT detail FROM incident_events WHERE incident_id = $1 AND kind = $2 ORDER BY abs(id - $3) LIMIT 1",
-            incident_id,
-            kind,
-            near,
-        )
-        if raw is None:
-            return {}
-        return json.loads(raw) if isinstance(raw, str) else dict(raw)
+        return await nearest_detail(self._stores.postgres, incident_id, kind, near)
 
     async def _incident_event(self, event_id: int, incident_id: str, kind: str, detail: dict[str, Any]) -> None:
         """One ``notify:<kind>`` row, or a plain ``resolved`` row (see ``_resolution``)."""
@@ -333,12 +277,12 @@ class Notifier:
             return
         notify = self._notify_of(incident, notify_kind, detail)
         targets = self._chat.routing.targets_for(incident.namespace, notify.severity, notify.routes)
-        threads = await self._threads(incident_id)
+        threads = await self._book.threads(incident_id)
         for target in targets:
             mark = f"event:{event_id}:{target}"
-            if await self._marked(mark):
+            if await self._book.marked(mark):
                 continue
-            root = _ref_of(threads.get(str(target)))
+            root = threads.get(str(target))
             if notify_kind is NotifyKind.ESCALATED:
                 change = await self._event_detail(incident_id, "escalated", event_id)
                 origin = change.get("from")
@@ -360,10 +304,10 @@ class Notifier:
                 else:
                     ref = await self._send(target, message)
                     if ref is not None:
-                        await self._save_thread(incident_id, target, ref)
+                        await self._book.save_thread(incident_id, str(target), ref)
                 if rca is None:
                     await self._wait_for_rca(incident_id, notify)
-            await self._mark(mark)
+            await self._book.mark(mark)
 
     async def _resolution(
         self, event_id: int, incident: Incident, detail: Mapping[str, Any], *, announced_only: bool
@@ -375,7 +319,7 @@ class Notifier:
         announced too, so its plain ``resolved`` row is posted in that thread
         (``announced_only``). Both rows share one marker, so it is never posted twice.
         """
-        threads = await self._threads(incident.id)
+        threads = await self._book.threads(incident.id)
         if announced_only:
             targets = tuple(Target.parse(t) for t in threads)
         else:
@@ -384,42 +328,42 @@ class Notifier:
         when = incident.resolved_at.isoformat() if incident.resolved_at else str(event_id)
         for target in targets:
             mark = f"resolved:{incident.id}:{when}:{target}"
-            if await self._marked(mark):
+            if await self._book.marked(mark):
                 continue
             message = render_resolution(
                 self._notify_of(incident, NotifyKind.RESOLVED, detail),
                 reason=str(detail.get("reason") or ""),
                 base_url=self._chat.link_base_url,
-                thread=_ref_of(threads.get(str(target))),
+                thread=threads.get(str(target)),
                 known=self._known,
             )
             await self._send(target, message)
-            await self._mark(mark)
+            await self._book.mark(mark)
 
     async def _ensure_thread(self, incident: Incident, target: Target) -> MessageRef | None:
         """The incident's root message on ``target``, posting it first when nothing opened the thread yet."""
-        root = _ref_of((await self._threads(incident.id)).get(str(target)))
+        root = (await self._book.threads(incident.id)).get(str(target))
         if root is not None:
             return root
         notify = self._notify_of(incident, NotifyKind.NEW, {})
         rca = await self._rca(incident.id)
         ref = await self._send(target, self._new_message(notify, incident, rca))
         if ref is not None:
-            await self._save_thread(incident.id, target, ref)
+            await self._book.save_thread(incident.id, str(target), ref)
             if rca is None:
                 await self._wait_for_rca(incident.id, notify)
         return ref
 
     async def _wait_for_rca(self, incident_id: str, notify: Notify) -> None:
-        waiting = await self._get(RCA_WAITING, {})
+        waiting = await self._book.rca_waiting()
         deadline = self._clock() + timedelta(seconds=self._rca_wait)
         waiting[incident_id] = {"deadline": deadline.isoformat(), "detail": {"summary": notify.summary}}
-        await self._redis.set_json(RCA_WAITING, waiting)
+        await self._book.set_rca_waiting(waiting)
 
     async def _pump_rca(self) -> None:
         """Edit root messages whose incident's RCA report has landed since they were sent."""
         assert self._stores is not None  # noqa: S101
-        waiting: dict[str, Any] = await self._get(RCA_WAITING, {})
+        waiting = await self._book.rca_waiting()
         if not waiting:
             return
         now = self._clock()
@@ -429,21 +373,19 @@ class Notifier:
             incident = await self._stores.postgres.get_incident(incident_id)
             if rca is not None and incident is not None:
                 notify = self._notify_of(incident, NotifyKind.NEW, entry.get("detail") or {})
-                for ref in (await self._threads(incident_id)).values():
-                    parsed = _ref_of(ref)
-                    if parsed is not None:
-                        await self._edit(parsed, self._new_message(notify, incident, rca))
+                for ref in (await self._book.threads(incident_id)).values():
+                    await self._edit(ref, self._new_message(notify, incident, rca))
             if rca is not None or incident is None or datetime.fromisoformat(entry["deadline"]) < now:
                 del waiting[incident_id]
                 changed = True
         if changed:
-            await self._redis.set_json(RCA_WAITING, waiting)
+            await self._book.set_rca_waiting(waiting)
 
     # -- approvals and runs ------------------------------------------------------------------
 
     async def _pump_notices(self) -> None:
         assert self._gates is not None  # noqa: S101
-        cursor = int(await self._get(NOTICES_CURSOR, 0))
+        cursor = await self._book.cursor("notices")
         notices = await self._gates.notices(cursor)
         for offset, notice in enumerate(notices[:BATCH]):
             seq = cursor + offset
@@ -453,11 +395,11 @@ class Notifier:
                 at = self._clock()
             if at >= self._clock() - self._max_age:
                 await self._notice(seq, str(notice.get("subject", "")), str(notice.get("text", "")))
-            await self._redis.set_json(NOTICES_CURSOR, seq + 1)
+            await self._book.set_cursor("notices", seq + 1)
 
     async def _targets_of(self, incident: Incident) -> tuple[Target, ...]:
         """Where an incident's follow-ups go: where it was announced, else its routes."""
-        threads = await self._threads(incident.id)
+        threads = await self._book.threads(incident.id)
         if threads:
             return tuple(Target.parse(t) for t in threads)
         return self._chat.routing.targets_for(incident.namespace, incident.severity)
@@ -479,12 +421,12 @@ class Notifier:
             targets = self._chat.routing.targets_for(None, Severity.CRITICAL)
         for target in targets:
             mark = f"notice:{seq}:{target}"
-            if await self._marked(mark):
+            if await self._book.marked(mark):
                 continue
             root = await self._ensure_thread(incident, target) if incident is not None else None
             message = render_announce(Announce(subject=subject, text=text), thread=root, known=self._known)
             await self._send(target, message)
-            await self._mark(mark)
+            await self._book.mark(mark)
 
     async def _approval(self, approval: Approval) -> None:
         assert self._records is not None  # noqa: S101
@@ -496,11 +438,10 @@ class Notifier:
             targets = await self._targets_of(incident)
         else:
             targets = self._chat.routing.targets_for(approval.namespace, Severity.WARNING)
-        key = f"notifier:approval:{approval.id}"
-        refs = await self._get(key, {})
+        refs = await self._book.approval_refs(approval.id)
         for target in targets:
             root = await self._ensure_thread(incident, target) if incident is not None else None
-            ref = _ref_of(refs.get(str(target)))
+            ref = refs.get(str(target))
             if ref is None:
                 if approval.state is ApprovalState.PENDING:
                     message = render_approval_request(
@@ -510,28 +451,25 @@ class Notifier:
                     message = render_approval_closed(approval, thread=root, known=self._known)
                 sent = await self._send(target, message)
                 if sent is not None:
-                    refs[str(target)] = _ref_json(sent)
-                    await self._redis.set_json(key, refs, MARK_TTL)
+                    await self._book.save_approval_ref(approval.id, str(target), sent)
             elif approval.state is not ApprovalState.PENDING or approval.decisions:
                 await self._edit(ref, render_approval_closed(approval, thread=root, known=self._known))
             if approval.state is ApprovalState.EXPIRED:
                 mark = f"expiry:{approval.id}:{target}"
-                if not await self._marked(mark):
+                if not await self._book.marked(mark):
                     await self._send(target, render_expiry(approval, thread=root, known=self._known))
-                    await self._mark(mark)
+                    await self._book.mark(mark)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def health(self) -> dict[str, Any]:
-        await self._ready()
+        """In-memory state only: answers at once, also while the stores are still opening."""
         return {
             "ok": self._last_error is None,
             "channels": sorted(self._channels),
             "running": self._loop is not None and not self._loop.done(),
             "counts": dict(self._counts),
             "last_error": self._last_error,
-            "events_cursor": int(await self._get(EVENTS_CURSOR, 0)),
-            "notices_cursor": int(await self._get(NOTICES_CURSOR, 0)),
             "uptime_s": round(time.time() - self._started_at),
         }
 
