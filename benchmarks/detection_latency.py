@@ -107,7 +107,7 @@ def main() -> None:
             exclude_namespaces=[],
             watch_resync_seconds=args.resync,
         )
-        ray.init(num_cpus=2, include_dashboard=False, namespace=remote.NAMESPACE, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, namespace=remote.NAMESPACE, log_to_driver=False)
         try:
             started = time.time()
             ray.get(remote.rule_engine(settings).health.remote())

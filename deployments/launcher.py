@@ -35,7 +35,10 @@ def init_ray(*, num_cpus: int = 2, dashboard: bool = False, address: str | None 
         if address:
             context = ray.init(address=address, namespace=remote.NAMESPACE, log_to_driver=False)
         else:
+            # "local": always a new Ray of our own; without it ray.init() joins whatever cluster
+            # `ray start` last recorded on this machine (another user's, or another test's).
             context = ray.init(
+                address="local",
                 num_cpus=num_cpus,
                 namespace=remote.NAMESPACE,
                 include_dashboard=dashboard,

@@ -24,8 +24,13 @@ def _with_database(url: str, database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def embedded_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("embedded")
+def embedded_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where the embedded fallbacks live; whatever was started there is stopped after the session."""
+    folder = tmp_path_factory.mktemp("embedded")
+    yield folder
+    from adapters.embedded import stop_embedded
+
+    stop_embedded(folder)
 
 
 @pytest.fixture(scope="session")
