@@ -92,6 +92,8 @@ class SlackVerifier:
             raise AuthError(f"invalid {TIMESTAMP_HEADER} header") from e
         if abs(self._clock() - sent_at) > REPLAY_WINDOW:
             raise AuthError("stale Slack request timestamp (more than 5 minutes off): refused as a possible replay")
+        if not signature.isascii():  # slack_sdk's compare_digest raises TypeError on non-ASCII text
+            raise AuthError("invalid Slack request signature")
         try:
             valid = self._verifier.is_valid(body, timestamp, signature)
         except UnicodeDecodeError as e:

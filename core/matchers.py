@@ -39,7 +39,7 @@ class Matcher:
         if op in (MatchOp.RE, MatchOp.NRE):
             try:
                 regex = re.compile(value)
-            except re.error as e:
+            except (re.error, OverflowError, RecursionError) as e:  # huge repeat counts, deep nesting
                 raise ValueError(f"invalid regex {value!r} in matcher for {name!r}: {e}") from e
         return cls(name, op, value, regex)
 
