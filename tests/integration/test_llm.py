@@ -112,7 +112,7 @@ async def test_the_request_has_the_messages_api_shape_and_offers_no_tools(
             [Reply.report({**VALID, "category": "cosmic_rays"})], "does not match the RCA schema", 1, id="bad-category"
         ),
         pytest.param([Reply.report({"verdict": "oom"})], "does not match the RCA schema", 1, id="wrong-keys"),
-        pytest.param([Reply.report(VALID, delay=5.0)], "timed out", 1, id="slow-beyond-timeout"),
+        pytest.param([Reply.report(VALID, delay=10.0)], "timed out", 1, id="slow-beyond-timeout"),
         pytest.param([Reply.error(429, retry_after=0.05)] * 2, "429 (rate limited)", 2, id="rate-limited"),
         pytest.param([Reply.error(429, retry_after=30)], "retry-after 30s", 1, id="retry-after-beyond-deadline"),
         pytest.param([Reply.error(500)] * 2, "answered 500", 2, id="server-error"),
@@ -131,7 +131,8 @@ async def test_llm_failures_give_the_deterministic_report_labelled_fallback_with
     requests: int,
 ) -> None:
     server.script(*replies)
-    llm = LlmClient(settings_for(server, llm_timeout_seconds=1.0))
+    # 3 s: far above a scripted reply's time even on a loaded machine, far below the slow reply's 10 s.
+    llm = LlmClient(settings_for(server, llm_timeout_seconds=3.0))
     evidence, diagnosis = oom
     try:
         report = await llm.report(evidence, diagnosis)
