@@ -34,6 +34,8 @@ from typing import Any, Protocol, TextIO
 from actors.stores import Stores
 from adapters.chat_channel import Channel, CommandLimiter, ConsoleChannel, RateLimiter
 from adapters.conversation_store import ConversationStore
+from adapters.llm import LlmClient
+from adapters.mcp_client import KubeMcpClient, ToolSpec
 from adapters.metrics import ChatMetrics, shared
 from adapters.rca_store import RcaStore
 from adapters.slack import SlackChannel
@@ -104,21 +106,54 @@ class Answerer(Protocol):
     async def answer(self, question: str, history: Sequence[tuple[str, str]] = ()) -> Any: ...
 
 
-def load_assistant(settings: Settings) -> tuple[Answerer | None, str]:
-    """The configured assistant, or None and why not (no key, module missing, refused settings)."""
+class LazyReadTools:
+    """The assistant's read-only MCP client, started on the first question (and again after it died)."""
+
+    read_only = True
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: KubeMcpClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def _get(self) -> KubeMcpClient:
+        async with self._lock:
+            if self._client is None or not self._client.alive:
+                client = KubeMcpClient(
+                    kubeconfig=self._settings.kubeconfig, read_only=True, call_timeout=10.0, start_timeout=60.0
+                )
+                await client.start()
+                self._client = client
+            return self._client
+
+    async def list_tools(self) -> list[ToolSpec]:
+        return await (await self._get()).list_tools()
+
+    async def call(self, tool: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return await (await self._get()).call(tool, params)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+def load_assistant(settings: Settings, tools: LazyReadTools | None = None) -> tuple[Answerer | None, str]:
+    """The assistant (LLM + read-only MCP ``tools``), or None and why not (no key, no module)."""
     if not settings.secret("anthropic_api_key"):
         return None, f"{NO_LLM} (ANTHROPIC_API_KEY is not set)."
     try:
         module = importlib.import_module("adapters.assistant")
     except ImportError:
         return None, f"{NO_LLM} (the assistant is not installed in this version)."
-    cls = getattr(module, "Assistant", None)
-    factory = getattr(cls, "from_settings", None) or cls
-    if factory is None:
-        return None, f"{NO_LLM} (adapters.assistant has no Assistant)."
     try:
-        assistant: Answerer = factory(settings)
-    except (TypeError, ValueError, AiopsError) as e:
+        assistant: Answerer = module.Assistant(
+            LlmClient(settings),
+            tools or LazyReadTools(settings),
+            budget_s=max(20.0, settings.llm_timeout_seconds * 2),
+            known_secrets=settings.secret_values(),
+        )
+    except (TypeError, ValueError, AttributeError, AiopsError) as e:
         log.warning("assistant could not be built: %s", e)
         return None, f"{NO_LLM} (the assistant could not start: {type(e).__name__})."
     return assistant, ""
@@ -179,8 +214,9 @@ class ChatDispatcher:
         self._channels: dict[str, Channel] = dict(channels) if channels is not None else {}
         self._build_channels = channels is None
         self._no_assistant = f"{NO_LLM}."
+        self._read_tools = LazyReadTools(settings)
         if assistant is None and use_configured_assistant:
-            assistant, self._no_assistant = load_assistant(settings)
+            assistant, self._no_assistant = load_assistant(settings, self._read_tools)
         self._assistant = assistant
         self._clock = clock
         rate = self._chat.user_rate
@@ -443,6 +479,7 @@ class ChatDispatcher:
         return shared(ChatMetrics).render()
 
     async def close(self) -> None:
+        await self._read_tools.close()
         for channel in self._channels.values():
             close = getattr(channel, "close", None)
             if close is not None:
