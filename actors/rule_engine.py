@@ -171,6 +171,7 @@ class RuleEngine:
         self._start_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
         self._commits = 0
+        self._unapplied: tuple[list[dict[str, Any]], datetime, str] | None = None
         self._inbox: list[tuple[list[Signal], asyncio.Future[dict[str, Any]]]] = []
         self._committer: asyncio.Task[None] | None = None
         self._tick: asyncio.Task[None] | None = None
@@ -214,16 +215,22 @@ class RuleEngine:
                 stores.redis.key(PENDING_KEY),
                 json.dumps({"batch": batch, "now": now.isoformat(), "effects": encoded}, default=str),
             )
+        await self._flush_pending()  # an earlier batch's PostgreSQL write first: PENDING_KEY holds one batch
         try:
             await pipe.execute()
         except Exception as e:  # noqa: BLE001 - any Redis failure means: not committed, retry later
             raise TemporaryError(f"Redis: cannot save correlation state: {e}") from e
+        # Committed: Redis holds the state and the write-ahead effects. From here on a failure must not
+        # make callers retry from the old state, which (with time moved on) would open the incidents again.
         self._stored = state
+        self._state = state
         self._commits += 1
         if encoded:
-            await self._writer.apply(encoded, now, batch)
-            await stores.redis.delete(PENDING_KEY)
-        self._state = state
+            self._unapplied = (encoded, now, batch)
+            try:
+                await self._flush_pending()
+            except Exception as e:  # noqa: BLE001 - kept in Redis and in memory; the next commit applies it
+                log.warning("committed batch %s not yet in PostgreSQL, retried with the next commit: %s", batch, e)
         for effect in effects:
             if isinstance(effect, OpenIncident):
                 self._metrics.incidents_opened.labels(severity=effect.severity.value).inc()
@@ -240,6 +247,17 @@ class RuleEngine:
             elif isinstance(effect, ResolveIncident):
                 self._metrics.resolved(effect.reason.value, state.groups.get(effect.group_key))
         self._schedule_tick()
+
+    async def _flush_pending(self) -> None:
+        """Write a committed batch's effects to PostgreSQL (idempotent per batch) and drop its write-ahead."""
+        if self._unapplied is None:
+            return
+        stores = await self._ready()
+        assert self._writer is not None  # noqa: S101 - set together with _stores
+        encoded, at, batch = self._unapplied
+        await self._writer.apply(encoded, at, batch)
+        await stores.redis.delete(PENDING_KEY)
+        self._unapplied = None
 
     async def ingest(self, signals: Sequence[Signal | dict[str, Any]]) -> dict[str, Any]:
         """Fold signals into incidents; idempotent, so a retried call changes nothing twice.
