@@ -136,6 +136,7 @@ class ApiServer:
         self.bookmark_interval = bookmark_interval
         self.max_watch_seconds = max_watch_seconds
         self.forbidden = False
+        self.forbidden_namespaces: set[str] = set()  # RBAC that denies only these namespaces
         self.expired_as_http = False  # answer an expired resume with HTTP 410 instead of an event
         self.watch_requests = 0
         self._watches: set[_Watch] = set()
@@ -171,7 +172,7 @@ class ApiServer:
             route = parse_route(request.path)
             if route is None:
                 return None
-            if self.forbidden:
+            if self.forbidden or (route.namespace is not None and route.namespace in self.forbidden_namespaces):
                 raise ApiError(
                     403,
                     "Forbidden",

@@ -166,9 +166,15 @@ class Sandbox:
     async def drop_watches(self) -> None:
         self.api.drop_watches()
 
-    async def set_forbidden(self, forbidden: bool) -> None:
-        """Answer every resource request with 403, as an API server whose RBAC denies us."""
-        self.api.forbidden = forbidden
+    async def set_forbidden(self, forbidden: bool, namespace: str | None = None) -> None:
+        """Answer resource requests with 403, as an API server whose RBAC denies us: every
+        request, or with ``namespace`` only that namespace's."""
+        if namespace is None:
+            self.api.forbidden = forbidden
+        elif forbidden:
+            self.api.forbidden_namespaces.add(namespace)
+        else:
+            self.api.forbidden_namespaces.discard(namespace)
 
     def objects(self, kind: str, namespace: str | None = None) -> list[JsonObj]:
         """Copies of the stored objects of ``kind`` (``Pod`` or ``pods``), for assertions."""
@@ -275,8 +281,8 @@ class BackgroundSandbox:
     def drop_watches(self) -> None:
         self.call(lambda sb: sb.drop_watches())
 
-    def set_forbidden(self, forbidden: bool) -> None:
-        self.call(lambda sb: sb.set_forbidden(forbidden))
+    def set_forbidden(self, forbidden: bool, namespace: str | None = None) -> None:
+        self.call(lambda sb: sb.set_forbidden(forbidden, namespace))
 
     def objects(self, kind: str, namespace: str | None = None) -> list[JsonObj]:
         async def read(sb: Sandbox) -> list[JsonObj]:

@@ -88,3 +88,35 @@ def _started(handle: Any) -> bool:
     except ray.exceptions.RayError:
         return False
     return bool(status["started"]) and all(i["synced"] for i in status["informers"][:1])
+
+
+def _health_of(platform: Platform, name: str) -> dict[str, Any]:
+    health = httpx.get(platform.base_url + "/health", timeout=15).json()
+    return dict(health["subsystems"].get(name) or {"status": "absent"}) | {"overall": health["status"]}
+
+
+def test_rbac_denying_one_namespace_shows_as_that_watcher_degraded_in_health_and_clears(
+    platform: Platform, watching: Any
+) -> None:
+    for name in ("aiops-watch-staging", "aiops-watch-production"):
+        wait_until(lambda n=name: _health_of(platform, n)["status"] == "ok", timeout=90, message=f"{name} healthy")
+    platform.sandbox.set_forbidden(True, namespace="staging")
+    try:
+        platform.sandbox.drop_watches()  # the informers reconnect, and staging's now get 403
+        staging = wait_until(
+            lambda: (h := _health_of(platform, "aiops-watch-staging"))["status"] == "degraded" and h,
+            timeout=60,
+            interval=0.5,
+            message="staging watcher degraded by the 403",
+        )
+        assert staging["overall"] == "degraded"
+        assert any("forbidden" in p for p in staging["detail"]["problems"]), staging
+        assert _health_of(platform, "aiops-watch-production")["status"] == "ok"
+    finally:
+        platform.sandbox.set_forbidden(False, namespace="staging")
+    wait_until(
+        lambda: _health_of(platform, "aiops-watch-staging")["status"] == "ok",
+        timeout=90,
+        interval=0.5,
+        message="staging watcher healthy again once RBAC allows it",
+    )
