@@ -4,8 +4,8 @@ The session platform (real Ray + Serve) is scraped at ``/metrics`` (no token: a 
 target) by a ``prometheus`` process on a free port that also loads the agent's own rules
 (``config/prometheus/aiops-rules.yml``). A signal goes in through the Alertmanager webhook;
 the test then reads back, through Prometheus' HTTP query API, a counter incremented inside
-the ``aiops-rules`` actor, the ingress counters of the ``alerts`` app, and every actor's
-``aiops_component_up``.
+the ``aiops-rules`` actor, the ingress counters of the ``alerts`` app, a watcher actor's
+informer counters, and the core actors' ``aiops_component_up``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from actors import remote
 from tests.e2e.conftest import Platform
 from tests.helpers import wait_until
 from tests.payloads import am_alert, am_payload
@@ -25,6 +26,7 @@ from tests.servers.prometheus import PrometheusProcess, prometheus_binary
 
 pytestmark = pytest.mark.e2e
 
+PROBE_NAMESPACE = "metrics-probe"
 RULES = Path(__file__).resolve().parents[2] / "config" / "prometheus" / "aiops-rules.yml"
 
 
@@ -60,6 +62,16 @@ def _value(prom: PrometheusProcess, expr: str) -> float | None:
 def test_prometheus_scrapes_the_platform_and_sees_metrics_counted_inside_actors(
     platform: Platform, prometheus: PrometheusProcess
 ) -> None:
+    # A watcher actor of its own (namespace nobody else uses): its informer counters must reach the scrape.
+    probe = remote.watcher_name(PROBE_NAMESPACE)
+    remote.watcher(platform.settings, PROBE_NAMESPACE)
+    try:
+        _scrape_and_check(platform, prometheus, probe)
+    finally:
+        remote.kill(probe, restart=False)
+
+
+def _scrape_and_check(platform: Platform, prometheus: PrometheusProcess, probe: str) -> None:
     tag = uuid.uuid4().hex[:8]
     alert = am_alert("KubePodCrashLooping", f"scrape-{tag}", namespace="scrape", pod=f"api-{tag}", test=tag)
     accepted = _post(platform, am_payload(alert), platform.am_headers())
@@ -94,6 +106,11 @@ def test_prometheus_scrapes_the_platform_and_sees_metrics_counted_inside_actors(
     assert components.get("aiops-approvals") == 1.0
     assert components.get("alerts") == 1.0
     assert any(name.startswith("aiops-rca-") and up == 1.0 for name, up in components.items()), components
+
+    # Counted by the informers inside the watcher actor, per namespace and kind.
+    events = f'aiops_watch_events_total{{component="{probe}",namespace="{PROBE_NAMESPACE}",kind="Pod"}}'
+    wait_until(lambda: prometheus.query(events), timeout=60, interval=0.5, message=events)
+    assert prometheus.query(f'aiops_watch_stream_up{{component="{probe}",kind="Pod"}}')
 
     # The agent's own rules load in a real Prometheus and evaluate without errors.
     def rules_evaluated() -> list[dict[str, object]]:

@@ -10,6 +10,7 @@ and one replica back when it ends, so later tests see the platform as it was.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -77,18 +78,18 @@ def test_a_serve_update_reloads_rules_and_scales_without_losing_incidents_or_pen
     platform: Platform, tmp_path: Path
 ) -> None:
     # State before the update: an incident, and a pending approval (crash loop -> restart playbook).
-    pod = sorted(
-        p["metadata"]["name"]
-        for p in platform.sandbox.objects("Pod", "production")
-        if p["metadata"]["name"].startswith("payments-")
-    )[-1]
+    # A workload of its own: pods of one deployment are one incident, and other tests' runs on the
+    # demo workloads must not be mistaken for ours. Its read steps find nothing, which lets the run
+    # go on to the approval of the restart.
+    deployment = f"upd-{uuid.uuid4().hex[:6]}"
+    pod = f"{deployment}-7d9f8-x2k4p"
     crash = am_alert(
         "KubePodCrashLooping",
         f"update-{pod}",
         namespace="production",
         pod=pod,
-        deployment="payments",
-        container="payments",
+        deployment=deployment,
+        container="app",
         test="serve-update",
     )
     _post(platform, crash)
