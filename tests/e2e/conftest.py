@@ -87,40 +87,37 @@ def platform(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPat
     from deployments import launcher
 
     data_dir: Path = tmp_path_factory.mktemp("aiops-data")
-    telegram = TelegramApiServer(TELEGRAM_TOKEN).start()
-    slack = SlackApiServer(SLACK_TOKEN).start()
-    chat_file, policy_file = _chat_files(data_dir, telegram, slack)
-    settings = Settings.from_env(
-        database_url=database_url,
-        redis_url=redis_url,
-        alertmanager_token=AM_TOKEN,
-        ops_api_token=OPS_TOKEN,
-        data_dir=data_dir,
-        redis_prefix=f"aiops-e2e-{uuid.uuid4().hex[:8]}:",
-        max_body_bytes=8 * 1024 * 1024,
-        telegram_bot_token=TELEGRAM_TOKEN,
-        telegram_webhook_secret=TELEGRAM_SECRET,
-        slack_bot_token=SLACK_TOKEN,
-        slack_signing_secret=SLACK_SECRET,
-        chat_file=str(chat_file),
-        policy_file=str(policy_file),
-    )
-    sandbox = BackgroundSandbox(fast_demo_scenario(), bookmark_interval=0.5).start()
-    # Watchers are started by the tests that need them (test_watchers_in_ray.py).
-    settings = settings.model_copy(update={"kubeconfig": str(sandbox.kubeconfig_path), "watch_enabled": False})
-    launcher.init_ray(num_cpus=2, dashboard=False)
-    try:
-        base = launcher.deploy(settings, port=free_port())
-        yield Platform(
-            base_url=base,
-            settings=settings,
+    with TelegramApiServer(TELEGRAM_TOKEN) as telegram, SlackApiServer(SLACK_TOKEN) as slack:
+        chat_file, policy_file = _chat_files(data_dir, telegram, slack)
+        settings = Settings.from_env(
             database_url=database_url,
-            sandbox=sandbox,
-            telegram=telegram,
-            slack=slack,
+            redis_url=redis_url,
+            alertmanager_token=AM_TOKEN,
+            ops_api_token=OPS_TOKEN,
+            data_dir=data_dir,
+            redis_prefix=f"aiops-e2e-{uuid.uuid4().hex[:8]}:",
+            max_body_bytes=8 * 1024 * 1024,
+            telegram_bot_token=TELEGRAM_TOKEN,
+            telegram_webhook_secret=TELEGRAM_SECRET,
+            slack_bot_token=SLACK_TOKEN,
+            slack_signing_secret=SLACK_SECRET,
+            chat_file=str(chat_file),
+            policy_file=str(policy_file),
         )
-    finally:
-        launcher.shutdown()
-        sandbox.stop()
-        telegram.stop()
-        slack.stop()
+        sandbox = BackgroundSandbox(fast_demo_scenario(), bookmark_interval=0.5).start()
+        # Watchers are started by the tests that need them (test_watchers_in_ray.py).
+        settings = settings.model_copy(update={"kubeconfig": str(sandbox.kubeconfig_path), "watch_enabled": False})
+        launcher.init_ray(num_cpus=2, dashboard=False)
+        try:
+            base = launcher.deploy(settings, port=free_port())
+            yield Platform(
+                base_url=base,
+                settings=settings,
+                database_url=database_url,
+                sandbox=sandbox,
+                telegram=telegram,
+                slack=slack,
+            )
+        finally:
+            launcher.shutdown()
+            sandbox.stop()
