@@ -24,6 +24,7 @@ from ray import serve
 
 from actors import remote
 from adapters.chat_channel import InboundResult
+from adapters.metrics import IngressMetrics
 from adapters.slack import MAX_REQUEST_BYTES, SlackVerifier, handle_events, handle_interactions
 from adapters.telegram import MAX_UPDATE_BYTES, handle_webhook
 from config.chat import ChatConfig, load_chat
@@ -39,6 +40,7 @@ api = FastAPI(title="ray-aiops chat", version="0.1.0")
 class ChatIngressImpl:
     def __init__(self, settings: Settings | None = None) -> None:
         self._settings = settings or Settings.from_env()
+        self._metrics = IngressMetrics()
         self._chat: ChatConfig = load_chat(self._settings.chat_file)
         self._slack = SlackVerifier(self._settings.secret("slack_signing_secret"))
         self._dispatcher: Any = remote.chat_dispatcher(self._settings)
@@ -62,8 +64,15 @@ class ChatIngressImpl:
         except AiopsError as e:
             if not isinstance(e, NotFound):
                 log.warning("%s webhook refused: %s", what, e)
-            return error_response(e)
-        return self._hand_off(result)
+            return self._counted(what, error_response(e))
+        return self._counted(what, self._hand_off(result))
+
+    def _counted(self, endpoint: str, response: JSONResponse) -> JSONResponse:
+        self._metrics.webhook_requests.labels(endpoint=endpoint, status=str(response.status_code)).inc()
+        return response
+
+    def metrics_text(self) -> str:
+        return self._metrics.render()
 
     @api.post("/telegram")
     async def telegram(self, request: Request) -> JSONResponse:

@@ -78,6 +78,9 @@ def _scrape_and_check(platform: Platform, prometheus: PrometheusProcess, probe: 
     assert accepted.status_code == 200, accepted.text
     refused = _post(platform, am_payload(alert), {"Authorization": "Bearer wrong-token"})
     assert refused.status_code == 401
+    # The chat app counts its webhooks too (refused here: no Telegram secret token).
+    chat = httpx.post(platform.base_url + "/api/webhook/telegram", json={"update_id": 1}, timeout=30.0)
+    assert chat.status_code >= 400
 
     def target_up() -> bool:
         targets = prometheus.targets()
@@ -98,6 +101,8 @@ def _scrape_and_check(platform: Platform, prometheus: PrometheusProcess, probe: 
     wait_until(lambda: (_value(prometheus, unauthorized) or 0) >= 1, timeout=60, interval=0.5, message=unauthorized)
     assert (_value(prometheus, ok) or 0) >= 1
     assert prometheus.query('aiops_webhook_duration_seconds_count{component="alerts",endpoint="alertmanager"}')
+    telegram = f'aiops_webhook_requests_total{{component="chat",endpoint="telegram",status="{chat.status_code}"}}'
+    wait_until(lambda: (_value(prometheus, telegram) or 0) >= 1, timeout=60, interval=0.5, message=telegram)
 
     # The core actors answered the scrape: rule engine, RCA pool, approvals; the alerts app too.
     # (Not "every": other tests of the session stop and restart watcher actors.)
@@ -105,6 +110,7 @@ def _scrape_and_check(platform: Platform, prometheus: PrometheusProcess, probe: 
     assert components.get("aiops-rules") == 1.0
     assert components.get("aiops-approvals") == 1.0
     assert components.get("alerts") == 1.0
+    assert components.get("chat") == 1.0
     assert any(name.startswith("aiops-rca-") and up == 1.0 for name, up in components.items()), components
 
     # Counted by the informers inside the watcher actor, per namespace and kind.
