@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from actors.stores import Stores
 from adapters.correlation_store import CorrelationStore
 from adapters.incident_store import IncidentWriter, encode_effect
@@ -31,18 +33,21 @@ from config.loader import load_rules, rules_from_text
 from config.settings import Settings
 from core.correlation import (
     Acknowledge,
+    AddSilence,
     AttachSignal,
     CorrelationState,
     Correlator,
     OpenIncident,
+    RemoveSilence,
     ResolveIncident,
     Suppressed,
     Tick,
 )
-from core.errors import ConfigError, TemporaryError
+from core.errors import ConfigError, InputError, TemporaryError
 from core.incident_groups import storage_delta
 from core.models import Incident, IncidentStatus, Signal
 from core.rules import RuleSet
+from core.silences import Silence
 
 log = logging.getLogger(__name__)
 
@@ -317,6 +322,35 @@ class RuleEngine:
             state, effects = self._correlator.advance(self._state, Acknowledge(incident_id=incident_id, who=who), now)
             await self._commit(state, effects, now)
         return {"acknowledged": incident_id, "by": who, "effects": len(effects)}
+
+    async def add_silence(self, silence: Silence | dict[str, Any]) -> dict[str, Any]:
+        """Mute matching signals until the silence ends (chat ``/silence``); stored with the state."""
+        try:
+            parsed = silence if isinstance(silence, Silence) else Silence.model_validate(silence)
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'silence'}: {err['msg']}" for err in e.errors())
+            raise InputError(f"invalid silence: {problems}") from e
+        await self._ready()
+        async with self._lock:
+            now = self._clock()
+            if parsed.expired(now):
+                raise InputError(f"silence {parsed.id} ended at {parsed.ends_at.isoformat()}, before now")
+            state, effects = self._correlator.advance(self._state, AddSilence(parsed), now)
+            await self._commit(state, effects, now)
+        return {"silence": parsed.id, "matchers": list(parsed.matchers), "ends_at": parsed.ends_at.isoformat()}
+
+    async def remove_silence(self, silence_id: str) -> dict[str, Any]:
+        await self._ready()
+        async with self._lock:
+            now = self._clock()
+            state, effects = self._correlator.advance(self._state, RemoveSilence(silence_id), now)
+            await self._commit(state, effects, now)
+        return {"removed": silence_id}
+
+    async def silences(self) -> list[dict[str, Any]]:
+        await self._ready()
+        now = self._clock()
+        return [s.model_dump(mode="json") for s in self._state.silences.values() if not s.expired(now)]
 
     def _schedule_tick(self) -> None:
         due = self._state.next_due()

@@ -468,6 +468,20 @@ async def test_status_incidents_and_ack_read_and_change_the_real_stores(rig: Rig
     assert "Not found" in missing["reply"]
 
 
+async def test_silence_from_chat_mutes_matching_signals_and_a_viewer_may_not_set_one(rig: Rig) -> None:
+    def tg(update_id: int, user: Any, text: str) -> ChatEvent:
+        return rig.telegram_event(text_update(update_id, TG_CHAT, user, text)) or _no_event()
+
+    refused = await rig.dispatcher.handle(tg(301, VIEWER, '/silence pod="web-9" 1h'))
+    assert refused["outcome"] != "done" and await rig.engine.silences() == []
+    done = await rig.dispatcher.handle(tg(302, OPERATOR, '/silence pod="web-9" 1h'))
+    assert done["outcome"] == "done" and "Silenced" in done["reply"], done
+    (silence,) = await rig.engine.silences()
+    assert silence["matchers"] == ['pod="web-9"'] and silence["created_by"].startswith("telegram:")
+    muted = await rig.engine.ingest([crashloop("web-9")])
+    assert muted["opened"] == 0 and muted["suppressed"] == 1
+
+
 async def test_a_restarted_notifier_sends_nothing_twice(rig: Rig) -> None:
     await rig.engine.ingest([crashloop("web-4")])
     await pending_approval(rig)

@@ -13,6 +13,7 @@ import pytest
 from actors.rule_engine import PENDING_KEY, RuleEngine
 from adapters.correlation_store import LEGACY_KEY, META, CorrelationStore
 from config.settings import Settings
+from core.errors import InputError, NotFound
 from core.incident_groups import CorrelationState
 from core.models import Fingerprint, ObjectRef, Severity, Signal, SignalSource, SignalStatus
 from tests.payloads import am_alert, am_payload
@@ -207,6 +208,61 @@ async def test_effects_of_an_interrupted_batch_are_applied_on_the_next_start(
         assert await stores.redis.client.get(stores.redis.key(META)) is not None
     finally:
         await restarted.close()
+
+
+async def test_a_silence_mutes_matching_alerts_survives_a_restart_and_can_be_removed(
+    engine: RuleEngine, settings: Settings
+) -> None:
+    silence = {
+        "id": "sil-1",
+        "matchers": ['namespace="prod"', 'pod=~"quiet.*"'],
+        "starts_at": T0.isoformat(),
+        "ends_at": (T0 + timedelta(hours=1)).isoformat(),
+        "created_by": "slack:U1",
+    }
+    assert (await engine.add_silence(silence))["silence"] == "sil-1"
+    muted = await engine.ingest([am("quiet")])
+    assert muted["opened"] == 0 and muted["suppressed"] == 1
+    restarted = RuleEngine(settings, clock=Clock())
+    try:
+        assert [s["id"] for s in await restarted.silences()] == ["sil-1"]
+        assert (await restarted.ingest([am("quiet-2")]))["suppressed"] == 1
+        await restarted.remove_silence("sil-1")
+        assert (await restarted.ingest([am("loud")]))["opened"] == 1
+        with pytest.raises(NotFound):
+            await restarted.remove_silence("sil-1")
+    finally:
+        await restarted.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        pytest.param({"matchers": []}, "matchers", id="no-matchers"),
+        pytest.param({"matchers": ["namespace=~\"(\""]}, "invalid regex", id="bad-regex"),
+        pytest.param({"ends_at": (T0 - timedelta(hours=2)).isoformat()}, "end after it starts", id="ends-before-start"),
+        pytest.param(
+            {"starts_at": (T0 - timedelta(hours=3)).isoformat(), "ends_at": (T0 - timedelta(hours=2)).isoformat()},
+            "before now",
+            id="already-over",
+        ),
+    ],
+)
+async def test_an_invalid_silence_is_refused_with_the_reason_and_changes_nothing(
+    engine: RuleEngine, change: dict[str, object], problem: str
+) -> None:
+    silence = {
+        "id": "bad",
+        "matchers": ['namespace="prod"'],
+        "starts_at": T0.isoformat(),
+        "ends_at": (T0 + timedelta(hours=1)).isoformat(),
+        "created_by": "slack:U1",
+        **change,
+    }
+    with pytest.raises(InputError, match=problem):
+        await engine.add_silence(silence)
+    assert await engine.silences() == []
+    assert (await engine.ingest([am("still-loud")]))["opened"] == 1
 
 
 async def test_acknowledging_an_incident_is_recorded(engine: RuleEngine) -> None:
