@@ -347,17 +347,7 @@ def merge(parts: Iterable[tuple[str, str]], up: Mapping[str, bool] | None = None
     """
     merged: dict[str, Metric] = {}
     for component, text in parts:
-        for family in text_string_to_metric_families(text):
-            if family.name.endswith("_created") and family.type == "gauge":
-                continue
-            target = merged.get(family.name)
-            if target is None:
-                target = merged[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
-            for sample in family.samples:
-                if "component" in sample.labels:
-                    target.samples.append(sample)
-                else:
-                    target.samples.append(sample._replace(labels={**sample.labels, "component": component}))
+        _fold(merged, text, {"component": component})
     if up is not None:
         gauge = GaugeMetricFamily(
             "aiops_component_up", "1 when the component answered the metrics scrape.", labels=["component"]
@@ -365,8 +355,30 @@ def merge(parts: Iterable[tuple[str, str]], up: Mapping[str, bool] | None = None
         for component, ok in sorted(up.items()):
             gauge.add_metric([component], 1.0 if ok else 0.0)
         merged[gauge.name] = gauge
+    return _render(merged)
+
+
+def relabel(text: str, labels: Mapping[str, str]) -> str:
+    """``text`` with ``labels`` added to every sample (a label the sample has already wins)."""
+    merged: dict[str, Metric] = {}
+    _fold(merged, text, labels)
+    return _render(merged)
+
+
+def _fold(merged: dict[str, Metric], text: str, labels: Mapping[str, str]) -> None:
+    for family in text_string_to_metric_families(text):
+        if family.name.endswith("_created") and family.type == "gauge":
+            continue
+        target = merged.get(family.name)
+        if target is None:
+            target = merged[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
+        for sample in family.samples:
+            target.samples.append(sample._replace(labels={**labels, **sample.labels}))
+
+
+def _render(families: Mapping[str, Metric]) -> str:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(list(merged.values())))
+    registry.register(_Families(list(families.values())))
     return generate_latest(registry).decode()
 
 

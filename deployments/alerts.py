@@ -24,7 +24,7 @@ from adapters.alertmanager import parse_webhook, to_signals
 from adapters.metrics import IngressMetrics
 from config.settings import Settings
 from core.errors import AiopsError
-from deployments.http import cause_of, check_token, error_response, read_body
+from deployments.http import cause_of, check_token, error_response, read_body, replica_metrics
 
 log = logging.getLogger(__name__)
 api = FastAPI(title="ray-aiops alerts", version="0.1.0")
@@ -88,7 +88,7 @@ class AlertsIngressImpl:
             self._metrics.webhook_seconds.labels(endpoint="alertmanager").observe(time.perf_counter() - started)
 
     def metrics_text(self) -> str:
-        return self._metrics.render()
+        return replica_metrics(self._metrics.render())
 
 
 # Applied as a call so type checkers keep seeing the plain class above.

@@ -30,7 +30,7 @@ from adapters.telegram import MAX_UPDATE_BYTES, handle_webhook
 from config.chat import ChatConfig, load_chat
 from config.settings import Settings
 from core.errors import AiopsError, NotFound
-from deployments.http import error_response, read_body
+from deployments.http import error_response, read_body, replica_metrics
 
 log = logging.getLogger(__name__)
 api = FastAPI(title="ray-aiops chat", version="0.1.0")
@@ -72,7 +72,7 @@ class ChatIngressImpl:
         return response
 
     def metrics_text(self) -> str:
-        return self._metrics.render()
+        return replica_metrics(self._metrics.render())
 
     @api.post("/telegram")
     async def telegram(self, request: Request) -> JSONResponse:

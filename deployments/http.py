@@ -14,7 +14,10 @@ import logging
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.exceptions import RayServeException
 
+from adapters.metrics import relabel
 from core.errors import (
     AiopsError,
     ApprovalError,
@@ -72,6 +75,16 @@ def check_token(header: str | None, token: str | None, *, basic_user: str | None
             return
         raise AuthError("invalid basic credentials")
     raise AuthError("unsupported Authorization scheme; use Bearer or Basic")
+
+
+def replica_metrics(text: str) -> str:
+    """A Serve replica's metrics with a ``replica`` label: the ops scrape reaches one replica of an
+    app per call, and without the label two replicas' counters would pass for one that resets."""
+    try:
+        replica = serve.get_replica_context().replica_id.unique_id
+    except RayServeException:  # not inside a replica (unit tests, scripts)
+        return text
+    return relabel(text, {"replica": replica})
 
 
 def cause_of(error: Exception) -> Exception:

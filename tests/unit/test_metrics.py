@@ -221,3 +221,13 @@ def test_resolved_incidents_carry_the_group_severity_or_unknown() -> None:
     r = engine.registry
     assert r.get_sample_value("aiops_incidents_resolved_total", {"reason": "recovered", "severity": "critical"}) == 1
     assert r.get_sample_value("aiops_incidents_resolved_total", {"reason": "merged", "severity": "unknown"}) == 1
+
+
+def test_relabel_adds_labels_to_every_sample_without_overriding_its_own() -> None:
+    ingress = metrics.IngressMetrics()
+    ingress.webhook_requests.labels(endpoint="alertmanager", status="200").inc()
+    text = metrics.relabel(ingress.render(), {"replica": "r1", "status": "ignored"})
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    (sample,) = families["aiops_webhook_requests"].samples
+    assert sample.labels == {"endpoint": "alertmanager", "status": "200", "replica": "r1"}
+    assert all(s.labels["replica"] == "r1" for s in families["aiops_webhook_duration_seconds"].samples)
