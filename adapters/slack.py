@@ -191,22 +191,30 @@ def handle_events(
     return parse_event(data, config, _header(headers, RETRY_HEADER))
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """A sub-object of an untrusted payload, or {} when it is missing or not an object."""
+    return value if isinstance(value, dict) else {}
+
+
 def parse_interaction(payload: Mapping[str, Any], config: SlackConfig) -> InboundResult:
     """A decoded interactivity payload -> a ChatEvent for a ``block_actions`` button press."""
     if payload.get("type") != "block_actions":
         return _ignored(f"unsupported interaction type: {payload.get('type')}")
     user = payload.get("user") or {}
     actions = payload.get("actions") or []
-    channel = (payload.get("channel") or {}).get("id") or (payload.get("container") or {}).get("channel_id")
-    message = payload.get("message") or {}
-    if not isinstance(user, dict) or not user.get("id") or not actions or not isinstance(actions[0], dict):
+    container = _mapping(payload.get("container"))
+    channel = _mapping(payload.get("channel")).get("id") or container.get("channel_id")
+    message = _mapping(payload.get("message"))
+    if not isinstance(user, dict) or not user.get("id") or not isinstance(actions, list) or not actions:
+        raise InputError("block_actions without a user or an action")
+    if not isinstance(actions[0], dict):
         raise InputError("block_actions without a user or an action")
     if not isinstance(channel, str) or not channel:
         return _ignored("button press outside a channel")
     if not config.allows(channel):
         return _refused(channel)
     action = actions[0]
-    ts = message.get("ts") or (payload.get("container") or {}).get("message_ts")
+    ts = message.get("ts") or container.get("message_ts")
     thread_ts = message.get("thread_ts") or ts
     action_id, value = str(action.get("action_id", "")), str(action.get("value", ""))
     event = ChatEvent(

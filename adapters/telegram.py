@@ -103,17 +103,25 @@ def _message_kind(update: Update) -> str:
     return "non-text message"
 
 
+def _has_chat_id(message: Any) -> bool:
+    """PTB's ``de_json`` does not check types: the fields we read must have the wire types."""
+    chat = getattr(message, "chat", None)
+    return chat is not None and isinstance(chat.id, int)
+
+
 def parse_update(data: Mapping[str, Any], config: TelegramConfig) -> InboundResult:
     """A decoded update -> a result with a ``ChatEvent``, an ``ignored`` or a ``refused`` body."""
     try:
         update = Update.de_json(dict(data), None)
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # PTB's de_json on wrong-typed fields
         raise InputError(f"not a Telegram update: {e}") from e
     delivery = str(update.update_id)
     if update.callback_query is not None:
         query = update.callback_query
         if query.message is None or query.data is None:
             return _ignored("callback query without a message or data", update_id=update.update_id)
+        if not isinstance(query.data, str) or query.from_user is None or not _has_chat_id(query.message):
+            raise InputError("not a Telegram update: a callback query without a user, a chat or string data")
         chat_id = query.message.chat.id
         if not config.allows(chat_id):
             log.warning("telegram: refused a button press from chat %s (not in allowed_chats)", chat_id)
@@ -136,6 +144,8 @@ def parse_update(data: Mapping[str, Any], config: TelegramConfig) -> InboundResu
         return _ignored(f"unsupported update type: {_update_kind(update)}", update_id=update.update_id)
     if message.text is None:
         return _ignored(f"unsupported message type: {_message_kind(update)}", update_id=update.update_id)
+    if not isinstance(message.text, str) or not _has_chat_id(message):
+        raise InputError("not a Telegram update: a message without a chat or with non-string text")
     if message.from_user is None or message.from_user.is_bot:
         return _ignored("message without a human sender", update_id=update.update_id)
     if not config.allows(message.chat.id):
