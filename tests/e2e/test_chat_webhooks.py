@@ -215,6 +215,24 @@ def test_telegram_inline_keyboard_refuses_a_viewer_and_a_typed_approve_executes(
         message="the operator's reply naming what was executed",
     )
 
+    def replied_to(call: Any) -> int | None:
+        parameters = call.params.get("reply_parameters") or {}
+        return parameters.get("message_id") if isinstance(parameters, dict) else None
+
+    sends = platform.telegram.method_calls("sendMessage")
+    (root,) = {replied_to(c) for c in sends if f"Approval id: {approval}" in str(c.params.get("text"))}
+    assert root is not None, "the approval request is a reply in the incident's thread"
+    alert(platform, pod, tag, status="resolved")
+    wait_until(
+        lambda: any(
+            "Resolved" in str(c.params.get("text")) and replied_to(c) == root
+            for c in platform.telegram.method_calls("sendMessage")
+        ),
+        timeout=60,
+        interval=0.2,
+        message="the resolution posted as a reply in the incident's thread",
+    )
+
 
 def test_bad_webhook_input_is_refused_or_ignored_and_executes_nothing(platform: Platform) -> None:
     before = decided_count(platform)

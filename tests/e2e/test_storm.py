@@ -104,10 +104,14 @@ def test_a_rule_engine_restart_mid_storm_loses_nothing_and_duplicates_nothing(pl
     # absorbed them (resolved as merged) before any notification went out. One stays open.
     active = "SELECT count(*) FROM incidents WHERE labels->>'test' = $1 AND status <> 'resolved'"
     assert db(platform, active, tag) == 1
-    merged = ("SELECT count(*) FROM incidents i WHERE labels->>'test' = $1 AND status = 'resolved' AND NOT EXISTS"
-              " (SELECT 1 FROM incident_events e WHERE e.incident_id = i.id AND e.kind = 'resolved'"
-              " AND e.detail->>'reason' = 'merged')")
+    merged = (
+        "SELECT count(*) FROM incidents i WHERE labels->>'test' = $1 AND status = 'resolved' AND NOT EXISTS"
+        " (SELECT 1 FROM incident_events e WHERE e.incident_id = i.id AND e.kind = 'resolved'"
+        " AND e.detail->>'reason' = 'merged')"
+    )
     assert db(platform, merged, tag) == 0
-    notified = ("SELECT count(DISTINCT incident_id) FROM incident_events e JOIN incidents i ON i.id = e.incident_id"
-                " WHERE i.labels->>'test' = $1 AND e.kind LIKE 'notify:new'")
+    notified = (
+        "SELECT count(DISTINCT incident_id) FROM incident_events e JOIN incidents i ON i.id = e.incident_id"
+        " WHERE i.labels->>'test' = $1 AND e.kind LIKE 'notify:new'"
+    )
     assert db(platform, notified, tag) <= 1

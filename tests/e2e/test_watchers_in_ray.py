@@ -103,14 +103,15 @@ def test_rbac_denying_one_namespace_shows_as_that_watcher_degraded_in_health_and
     platform.sandbox.set_forbidden(True, namespace="staging")
     try:
         platform.sandbox.drop_watches()  # the informers reconnect, and staging's now get 403
-        staging = wait_until(
-            lambda: (h := _health_of(platform, "aiops-watch-staging"))["status"] == "degraded" and h,
-            timeout=60,
-            interval=0.5,
-            message="staging watcher degraded by the 403",
-        )
+
+        def forbidden() -> dict[str, Any] | None:
+            # Reconnecting informers first show as "not connected"; wait for the 403 itself.
+            health = _health_of(platform, "aiops-watch-staging")
+            problems = (health.get("detail") or {}).get("problems") or []
+            return health if health["status"] == "degraded" and any("forbidden" in p for p in problems) else None
+
+        staging = wait_until(forbidden, timeout=60, interval=0.5, message="staging watcher degraded by the 403")
         assert staging["overall"] == "degraded"
-        assert any("forbidden" in p for p in staging["detail"]["problems"]), staging
         assert _health_of(platform, "aiops-watch-production")["status"] == "ok"
     finally:
         platform.sandbox.set_forbidden(False, namespace="staging")
