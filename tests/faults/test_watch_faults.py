@@ -78,6 +78,11 @@ async def test_watch_faults_recover_and_a_pod_broken_during_each_is_not_lost(
         data_dir=tmp_path,
         redis_prefix=f"watch-faults-{time.time_ns()}:",
     )
+    async with asyncio.timeout(240):  # a hang becomes a failure showing where it hung, not a stuck suite
+        await _run_faults(sandbox, engine, settings)
+
+
+async def _run_faults(sandbox: BackgroundSandbox, engine: RuleEngine, settings: Settings) -> None:
     watcher = Watcher(settings, NAMESPACE, InProcessHandle(engine))
     await watcher.start()
     stores = await engine._ready()
