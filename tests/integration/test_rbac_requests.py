@@ -18,6 +18,7 @@ from kubernetes.client import AppsV1Api
 from adapters.kube import KubeClient
 from adapters.kube_actions import KubeActions
 from adapters.kube_rbac import TOOL_WRITES, read_grants, write_grants
+from adapters.kube_views import job_state
 from adapters.sandbox import BackgroundSandbox
 from core.tools import MUTATING, READ_ONLY, TOOLS
 from tests.helpers import wait_until
@@ -94,8 +95,9 @@ def test_every_tool_request_is_allowed_and_every_granted_write_is_used(sandbox: 
     try:
         wait_until(lambda: len(_pods(actions, "production", "frontend-")) >= 3, timeout=30, message="frontend pods")
         wait_until(
-            lambda: actions.get_object("Job", "nightly-report", "batch")["object"].get("status", {}).get("failed"),
-            timeout=30,
+            # Failed as a condition (backoff limit reached), not merely a failed pod: the tool refuses a Running job.
+            lambda: job_state(actions.get_object("Job", "nightly-report", "batch")["object"]) == "Failed",
+            timeout=60,
             message="nightly-report failed",
         )
         # The simulator runs no DaemonSets; one object is enough for the restart patch to apply to.
