@@ -29,7 +29,7 @@ from actors.stores import Stores
 from adapters.correlation_store import CorrelationStore
 from adapters.incident_store import IncidentWriter, encode_effect
 from adapters.metrics import RuleEngineMetrics
-from config.loader import load_rules, rules_from_text
+from config.loader import dotted, load_rules, rules_from_text
 from config.settings import Settings
 from core.correlation import (
     Acknowledge,
@@ -317,34 +317,33 @@ class RuleEngine:
 
     async def acknowledge(self, incident_id: str, who: str) -> dict[str, Any]:
         await self._ready()
+        effects = await self._advance(Acknowledge(incident_id=incident_id, who=who))
+        return {"acknowledged": incident_id, "by": who, "effects": len(effects)}
+
+    async def _advance(self, event: Any) -> tuple[Any, ...]:
+        """One non-signal event (ack, silence, tick) through the correlator, committed under the lock."""
         async with self._lock:
             now = self._clock()
-            state, effects = self._correlator.advance(self._state, Acknowledge(incident_id=incident_id, who=who), now)
+            state, effects = self._correlator.advance(self._state, event, now)
             await self._commit(state, effects, now)
-        return {"acknowledged": incident_id, "by": who, "effects": len(effects)}
+        return effects
 
     async def add_silence(self, silence: Silence | dict[str, Any]) -> dict[str, Any]:
         """Mute matching signals until the silence ends (chat ``/silence``); stored with the state."""
         try:
             parsed = silence if isinstance(silence, Silence) else Silence.model_validate(silence)
         except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'silence'}: {err['msg']}" for err in e.errors())
+            problems = "; ".join(f"{dotted(err['loc']) or 'silence'}: {err['msg']}" for err in e.errors())
             raise InputError(f"invalid silence: {problems}") from e
         await self._ready()
-        async with self._lock:
-            now = self._clock()
-            if parsed.expired(now):
-                raise InputError(f"silence {parsed.id} ended at {parsed.ends_at.isoformat()}, before now")
-            state, effects = self._correlator.advance(self._state, AddSilence(parsed), now)
-            await self._commit(state, effects, now)
+        if parsed.expired(self._clock()):
+            raise InputError(f"silence {parsed.id} ended at {parsed.ends_at.isoformat()}, before now")
+        await self._advance(AddSilence(parsed))
         return {"silence": parsed.id, "matchers": list(parsed.matchers), "ends_at": parsed.ends_at.isoformat()}
 
     async def remove_silence(self, silence_id: str) -> dict[str, Any]:
         await self._ready()
-        async with self._lock:
-            now = self._clock()
-            state, effects = self._correlator.advance(self._state, RemoveSilence(silence_id), now)
-            await self._commit(state, effects, now)
+        await self._advance(RemoveSilence(silence_id))
         return {"removed": silence_id}
 
     async def silences(self) -> list[dict[str, Any]]:
@@ -366,10 +365,7 @@ class RuleEngine:
         delay = max(0.0, (due - self._clock()).total_seconds())
         await asyncio.sleep(delay)
         try:
-            async with self._lock:
-                now = self._clock()
-                state, effects = self._correlator.advance(self._state, Tick(), now)
-                await self._commit(state, effects, now)
+            await self._advance(Tick())
         except TemporaryError as e:
             log.warning("tick failed, retrying in 1s: %s", e)
             await asyncio.sleep(1.0)
