@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 PENDING_KEY = "rules:pending"
 # Calls committed together at most (each is one webhook or watcher batch).
 _GROUP_CALLS = 32
+_FLUSH_RETRY_SECONDS = 1.0  # how often a committed batch that PostgreSQL refused is tried again
 _STORED_EFFECTS = {
     "OpenIncident",
     "AttachSignal",
@@ -180,6 +181,7 @@ class RuleEngine:
         self._inbox: list[tuple[list[Signal], asyncio.Future[dict[str, Any]]]] = []
         self._committer: asyncio.Task[None] | None = None
         self._tick: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self._closing = False
         self._reload_error: str | None = None
         self._metrics = RuleEngineMetrics()
@@ -234,8 +236,9 @@ class RuleEngine:
             self._unapplied = (encoded, now, batch)
             try:
                 await self._flush_pending()
-            except Exception as e:  # noqa: BLE001 - kept in Redis and in memory; the next commit applies it
-                log.warning("committed batch %s not yet in PostgreSQL, retried with the next commit: %s", batch, e)
+            except Exception as e:  # noqa: BLE001 - kept in Redis and in memory; applied by the next commit
+                log.warning("committed batch %s not yet in PostgreSQL, retried every second: %s", batch, e)
+                self._retry_flush()  # or by the retry loop, when no next commit comes
         for effect in effects:
             if isinstance(effect, OpenIncident):
                 self._metrics.incidents_opened.labels(severity=effect.severity.value).inc()
@@ -263,6 +266,21 @@ class RuleEngine:
         await self._writer.apply(encoded, at, batch)
         await stores.redis.delete(PENDING_KEY)
         self._unapplied = None
+
+    def _retry_flush(self) -> None:
+        if self._closing or (self._flusher is not None and not self._flusher.done()):
+            return
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_until_applied())
+
+    async def _flush_until_applied(self) -> None:
+        """Apply a committed batch that PostgreSQL refused, once it is back, even if no call comes."""
+        while self._unapplied is not None and not self._closing:
+            await asyncio.sleep(_FLUSH_RETRY_SECONDS)
+            async with self._lock:
+                try:
+                    await self._flush_pending()
+                except Exception as e:  # noqa: BLE001 - keep trying; the batch is safe in the write-ahead
+                    log.info("committed batch still not in PostgreSQL: %s", e)
 
     async def ingest(self, signals: Sequence[Signal | dict[str, Any]]) -> dict[str, Any]:
         """Fold signals into incidents; idempotent, so a retried call changes nothing twice.
@@ -416,10 +434,11 @@ class RuleEngine:
 
     async def close(self) -> None:
         self._closing = True
-        if self._tick is not None:
-            self._tick.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tick
+        for task in (self._tick, self._flusher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._committer is not None and not self._committer.done():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._committer, timeout=30)

@@ -15,9 +15,11 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+import asyncpg
 from pydantic import BaseModel
 
 from adapters.postgres import PostgresStore
+from core.errors import TemporaryError
 
 
 def _plain(value: Any) -> Any:
@@ -168,19 +170,23 @@ class IncidentWriter:
                         key,
                     )
                 )
-        async with self._store.pool.acquire() as conn, conn.transaction():
-            if incidents:
-                await conn.executemany(_INSERT_INCIDENT, incidents)
-            if signals:
-                await conn.executemany(_INSERT_SIGNAL, signals)
-            if moves:
-                await conn.executemany(_MOVE_SIGNALS, moves)
-            for sql, group in _runs(updates):
-                await conn.executemany(sql, group)
-            if events:
-                await conn.executemany(_INSERT_EVENT, events)
-            if touched:
-                await conn.execute(_COUNT_SIGNALS, sorted(touched), now)
+        try:
+            async with self._store.pool.acquire() as conn, conn.transaction():
+                if incidents:
+                    await conn.executemany(_INSERT_INCIDENT, incidents)
+                if signals:
+                    await conn.executemany(_INSERT_SIGNAL, signals)
+                if moves:
+                    await conn.executemany(_MOVE_SIGNALS, moves)
+                for sql, group in _runs(updates):
+                    await conn.executemany(sql, group)
+                if events:
+                    await conn.executemany(_INSERT_EVENT, events)
+                if touched:
+                    await conn.execute(_COUNT_SIGNALS, sorted(touched), now)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            # PostgreSQL down or restarting: the batch is safe in the write-ahead; callers may retry.
+            raise TemporaryError(f"PostgreSQL: cannot write incidents: {type(e).__name__}: {e}") from e
 
     @staticmethod
     def _signal_row(signal: dict[str, Any], incident_id: str, now: datetime) -> tuple[Any, ...]:

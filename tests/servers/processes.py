@@ -79,3 +79,90 @@ class RedisProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.proc = None
+
+
+def postgres_bin_dir() -> Path:
+    """The newest Debian PostgreSQL server binaries (``/usr/lib/postgresql/<major>/bin``)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parent.parent.name))
+    if not found:
+        raise FileNotFoundError("no PostgreSQL server binaries under /usr/lib/postgresql")
+    return found[-1].parent
+
+
+class PostgresProcess:
+    """A private PostgreSQL (initdb + postgres) on a spare port, for tests that stop and restart it.
+
+    PostgreSQL refuses to run as root, so as root the cluster belongs to the ``postgres``
+    user; the data directory is then made under /tmp (pytest's tmp dirs are root-only).
+    ``stop`` is a fast shutdown (SIGINT): open sessions are cut off, as in a real restart.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        import os
+        import tempfile
+
+        self.port = port or free_port()
+        self.data_dir = Path(tempfile.mkdtemp(prefix="aiops-pg-"))
+        self._user: str | None = "postgres" if os.geteuid() == 0 else None
+        if self._user is not None:
+            shutil.chown(self.data_dir, self._user, self._user)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._bin = postgres_bin_dir()
+        subprocess.run(
+            [str(self._bin / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "--no-sync"],
+            check=True,
+            capture_output=True,
+            user=self._user,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> PostgresProcess:
+        self.proc = subprocess.Popen(
+            [
+                str(self._bin / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.data_dir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            user=self._user,
+        )
+        wait_until(self.answers, timeout=30.0, message=f"postgres on port {self.port}")
+        return self
+
+    def answers(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            return False
+        ready = subprocess.run(
+            [str(self._bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-t", "1"],
+            capture_output=True,
+            check=False,
+        )
+        return ready.returncode == 0
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
