@@ -121,38 +121,75 @@ def kill(name: str, *, restart: bool = True) -> bool:
 WATCH_SUPERVISOR = "aiops-watchers"
 
 
-def watcher_name(scope: str) -> str:
-    return f"aiops-watch-{scope}"
+WATCHER_HOST_PREFIX = "aiops-watchers-"
 
 
-def watcher(settings: Settings, scope: str) -> Any:
-    """Handle to ``aiops-watch-<scope>`` (a namespace, or ``cluster`` for nodes), started."""
-    from actors.watchers import Watcher
+def watcher_host_name(index: int) -> str:
+    return f"{WATCHER_HOST_PREFIX}{index}"
 
-    cls = ray.remote(Watcher)
-    return cls.options(name=watcher_name(scope), max_concurrency=16, **_COMMON).remote(
-        settings, scope, rule_engine(settings), autostart=True
-    )
+
+def watcher_host(settings: Settings, index: int) -> Any:
+    """Handle to ``aiops-watchers-<index>``, a watcher process hosting several scopes (namespaces,
+    or ``cluster`` for nodes); call ``add(scope)`` on it."""
+    from actors.watchers import WatcherHost
+
+    cls = ray.remote(WatcherHost)
+    return cls.options(
+        name=watcher_host_name(index), max_concurrency=64, **_COMMON
+    ).remote(settings, rule_engine(settings), index=index, autostart=True)
+
+
+def watcher_hosts() -> dict[int, Any]:
+    """The watcher hosts alive now, by index."""
+    hosts = {}
+    for name in actor_names():
+        suffix = name.removeprefix(WATCHER_HOST_PREFIX)
+        if name.startswith(WATCHER_HOST_PREFIX) and suffix.isdigit():
+            handle = existing(name)
+            if handle is not None:
+                hosts[int(suffix)] = handle
+    return hosts
+
+
+def host_of(scope: str, timeout: float = 10.0) -> Any | None:
+    """The watcher host that watches ``scope``, or None."""
+    for handle in watcher_hosts().values():
+        try:
+            if scope in ray.get(handle.scopes.remote(), timeout=timeout):
+                return handle
+        except ray.exceptions.RayError:
+            continue
+    return None
 
 
 class RaySpawner:
-    """The supervisor's way to start and stop watcher actors."""
+    """The supervisor's way to place scopes on watcher host actors."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    async def start(self, scope: str) -> Any:
-        return await watcher(self._settings, scope).start.remote()
+    async def hosts(self) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {}
+        for index, handle in watcher_hosts().items():
+            # A host Ray is restarting answers once it is back; its restored scopes count.
+            found[index] = list(await handle.scopes.remote())
+        return found
 
-    async def stop(self, scope: str) -> Any:
-        handle = existing(watcher_name(scope))
+    async def add(self, host: int, scope: str) -> Any:
+        return await watcher_host(self._settings, host).add.remote(scope)
+
+    async def remove(self, host: int, scope: str) -> Any:
+        handle = existing(watcher_host_name(host))
+        return None if handle is None else await handle.remove.remote(scope)
+
+    async def retire(self, host: int) -> None:
+        handle = existing(watcher_host_name(host))
         if handle is None:
-            return None
+            return
         try:
             await handle.stop.remote()
         finally:
             ray.kill(handle, no_restart=True)
-        return None
 
 
 def watch_supervisor(settings: Settings) -> Any:

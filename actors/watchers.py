@@ -6,8 +6,14 @@ It sends only what changed since the last send: a new finding or a changed ``sta
 (a rising restart count) as a firing signal, a vanished finding as a recovery. What was
 last sent is kept in Redis, so a restarted watcher does not re-announce every crash loop.
 
-``WatcherSupervisor`` turns the namespace list into the desired set of watchers (include
-and exclude globs from settings) and starts/stops them through a ``Spawner`` that
+A ``WatcherHost`` is one watcher process: it hosts the ``Watcher`` of up to
+``watch_namespaces_per_actor`` scopes, so a cluster with many namespaces does not pay a Ray
+worker and a ``kubernetes`` client import (about 100 MB of unique memory) per namespace. Each
+scope keeps its own informers, state, health and metrics; a host remembers its scopes in
+Redis, so a host Ray restarts resumes them without waiting for the supervisor.
+
+``WatcherSupervisor`` turns the namespace list into the desired set of scopes (include and
+exclude globs from settings) and places them on hosts through a ``Spawner`` that
 ``actors/remote.py`` provides: this module never imports ray.
 """
 
@@ -22,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from adapters.kube import EventType, Informer, KubeClient, WatchEvent
-from adapters.metrics import WatchMetrics
+from adapters.metrics import WatchMetrics, combine
 from adapters.redis import RedisStore
 from config.settings import Settings
 from core.detectors import CLUSTER_INPUT_KINDS, NAMESPACED_INPUT_KINDS, Finding, detect_all
@@ -252,12 +258,132 @@ def _autostart(start: Callable[[], Awaitable[Any]]) -> asyncio.Task[Any] | None:
     return loop.create_task(run())
 
 
+class WatcherHost:
+    """One watcher process: the ``Watcher`` of each scope placed on it by the supervisor."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        rules: RulesHandle,
+        *,
+        index: int = 0,
+        watcher_options: dict[str, Any] | None = None,
+        autostart: bool = False,
+    ) -> None:
+        self._settings = settings
+        self._rules = rules
+        self.index = index
+        self._options = dict(watcher_options or {})
+        self._watchers: dict[str, Watcher] = {}
+        self._redis: RedisStore | None = None
+        self._lock = asyncio.Lock()
+        self._boot = _autostart(self.restore) if autostart else None
+
+    def _scopes_key(self) -> str:
+        return f"watch:host:{self.index}:scopes"
+
+    async def _store(self) -> RedisStore | None:
+        redis_url = self._settings.secret("redis_url")
+        if self._redis is None and redis_url:
+            self._redis = RedisStore(redis_url, self._settings.redis_prefix)
+        return self._redis
+
+    async def _remember(self) -> None:
+        store = await self._store()
+        if store is not None:
+            with contextlib.suppress(TemporaryError):
+                await store.set_json(self._scopes_key(), sorted(self._watchers))
+
+    async def restore(self) -> list[str]:
+        """Start the scopes this host had before a restart (kept in Redis); returns them."""
+        store = await self._store()
+        if store is None:
+            return []
+        with contextlib.suppress(TemporaryError):
+            for scope in await store.get_json(self._scopes_key()) or []:
+                await self.add(str(scope))
+        return sorted(self._watchers)
+
+    async def add(self, scope: str) -> dict[str, Any]:
+        """Start watching ``scope`` here (idempotent); returns its status."""
+        async with self._lock:
+            watcher = self._watchers.get(scope)
+            if watcher is None:
+                watcher = self._watchers[scope] = Watcher(self._settings, scope, self._rules, **self._options)
+                await self._remember()
+        return await watcher.start()
+
+    async def remove(self, scope: str) -> bool:
+        """Stop watching ``scope`` (idempotent); whether it was here."""
+        async with self._lock:
+            watcher = self._watchers.pop(scope, None)
+            if watcher is not None:
+                await self._remember()
+        if watcher is None:
+            return False
+        await watcher.stop()
+        return True
+
+    async def scopes(self) -> list[str]:
+        """The scopes watched here; after a restart, once the remembered ones are back."""
+        if self._boot is not None and not self._boot.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._boot)
+        return sorted(self._watchers)
+
+    def watcher(self, scope: str) -> Watcher:
+        return self._watchers[scope]
+
+    async def status(self, scope: str | None = None) -> dict[str, Any]:
+        """One scope's ``Watcher.status()``, or the host's: its scopes and theirs."""
+        if scope is not None:
+            watcher = self._watchers.get(scope)
+            if watcher is None:
+                raise KeyError(f"scope {scope!r} is not watched by watcher host {self.index}")
+            return watcher.status()
+        return {"index": self.index, "scopes": {s: w.status() for s, w in sorted(self._watchers.items())}}
+
+    async def health(self) -> dict[str, Any]:
+        """Degraded while any hosted scope is; ``parts`` is each scope's health under the name
+        ``aiops-watch-<scope>`` (the ops app shows each as its own subsystem)."""
+        parts = {f"aiops-watch-{s}": await w.health() for s, w in sorted(self._watchers.items())}
+        problems = [f"{name}: {p}" for name, part in parts.items() for p in part["problems"]]
+        return {
+            "index": self.index,
+            "scopes": sorted(self._watchers),
+            "degraded": any(part["degraded"] for part in parts.values()),
+            "problems": problems[:10],
+            "parts": parts,
+        }
+
+    def metrics_text(self) -> str:
+        return combine(w.metrics_text() for w in self._watchers.values())
+
+    async def stop(self) -> None:
+        """Stop every scope and forget them (a host Ray restarts after a crash keeps them)."""
+        for scope in list(self._watchers):
+            watcher = self._watchers.pop(scope)
+            await watcher.stop()
+        await self._remember()
+        if self._redis is not None:
+            await self._redis.close()
+            self._redis = None
+
+
 class Spawner(Protocol):
-    """Starts and stops watcher actors; implemented in ``actors/remote.py``."""
+    """Places scopes on watcher hosts; implemented over Ray actors in ``actors/remote.py``."""
 
-    def start(self, scope: str) -> Awaitable[Any]: ...
+    def hosts(self) -> Awaitable[dict[int, list[str]]]:
+        """The hosts alive now and the scopes each one watches."""
+        ...
 
-    def stop(self, scope: str) -> Awaitable[Any]: ...
+    def add(self, host: int, scope: str) -> Awaitable[Any]: ...
+
+    def remove(self, host: int, scope: str) -> Awaitable[Any]: ...
+
+    def retire(self, host: int) -> Awaitable[Any]:
+        """Stop an empty host."""
+        ...
 
 
 def wanted(namespace: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -267,14 +393,27 @@ def wanted(namespace: str, include: Sequence[str], exclude: Sequence[str]) -> bo
     return any(fnmatch.fnmatchcase(namespace, pattern) for pattern in include)
 
 
+def place(scope: str, hosts: dict[int, list[str]], per_host: int) -> int:
+    """The host for a new scope: the fullest host with room (fewer processes), else a new one
+    with the lowest free index."""
+    open_hosts = [(len(scopes), index) for index, scopes in hosts.items() if len(scopes) < per_host]
+    if open_hosts:
+        return max(open_hosts, key=lambda item: (item[0], -item[1]))[1]
+    index = 0
+    while index in hosts:
+        index += 1
+    return index
+
+
 class WatcherSupervisor:
-    """Keeps one watcher per wanted namespace plus the cluster watcher."""
+    """Keeps one watcher per wanted namespace plus the cluster watcher, placed on hosts of up
+    to ``watch_namespaces_per_actor`` scopes each."""
 
     def __init__(self, settings: Settings, spawner: Spawner, *, interval: float = 1.0, autostart: bool = False) -> None:
         self._settings = settings
         self._spawner = spawner
         self._interval = interval
-        self._running: set[str] = set()
+        self._placement: dict[int, list[str]] | None = None
         self._informer: Informer | None = None
         self._client: KubeClient | None = None
         self._task: asyncio.Task[None] | None = None
@@ -306,17 +445,37 @@ class WatcherSupervisor:
                     names.add(name)
         return names | {CLUSTER_SCOPE}
 
+    @property
+    def _running(self) -> set[str]:
+        return {scope for scopes in (self._placement or {}).values() for scope in scopes}
+
     async def reconcile(self) -> dict[str, list[str]]:
-        desired = self.desired() if (self._informer and self._informer.synced) else self._running | {CLUSTER_SCOPE}
+        """Ask the hosts what they watch (a restarted host or supervisor starts from the truth),
+        then add what is wanted and missing, remove what is no longer wanted, retire empty hosts."""
+        placement = {index: list(scopes) for index, scopes in (await self._spawner.hosts()).items()}
+        self._placement = placement
+        running = self._running
+        desired = self.desired() if (self._informer and self._informer.synced) else running | {CLUSTER_SCOPE}
         started, stopped = [], []
-        for scope in sorted(desired - self._running):
-            await self._spawner.start(scope)
-            self._running.add(scope)
+        seen: set[str] = set()
+        for index in sorted(placement):
+            for scope in list(placement[index]):
+                # Not wanted any more, or already on a lower host (a supervisor restarted mid-placement).
+                if scope not in desired or scope in seen:
+                    await self._spawner.remove(index, scope)
+                    placement[index].remove(scope)
+                    if scope not in desired:
+                        stopped.append(scope)
+                seen.add(scope)
+        per_host = self._settings.watch_namespaces_per_actor
+        for scope in sorted(desired - seen):
+            index = place(scope, placement, per_host)
+            await self._spawner.add(index, scope)
+            placement.setdefault(index, []).append(scope)
             started.append(scope)
-        for scope in sorted(self._running - desired):
-            await self._spawner.stop(scope)
-            self._running.discard(scope)
-            stopped.append(scope)
+        for index in [i for i, scopes in placement.items() if not scopes]:
+            await self._spawner.retire(index)
+            del placement[index]
         return {"started": started, "stopped": stopped}
 
     async def _loop(self) -> None:
@@ -342,6 +501,7 @@ class WatcherSupervisor:
     def status(self) -> dict[str, Any]:
         return {
             "watching": sorted(self._running),
+            "hosts": {str(index): sorted(scopes) for index, scopes in sorted((self._placement or {}).items())},
             "last_error": self._last_error,
             "namespace_informer": self._informer.status() if self._informer else None,
         }

@@ -358,6 +358,14 @@ def merge(parts: Iterable[tuple[str, str]], up: Mapping[str, bool] | None = None
     return _render(merged)
 
 
+def combine(texts: Iterable[str]) -> str:
+    """One exposition from several of the same process (families of the same name become one)."""
+    merged: dict[str, Metric] = {}
+    for text in texts:
+        _fold(merged, text, {})
+    return _render(merged)
+
+
 def relabel(text: str, labels: Mapping[str, str]) -> str:
     """``text`` with ``labels`` added to every sample (a label the sample has already wins)."""
     merged: dict[str, Metric] = {}

@@ -1,13 +1,14 @@
 """Detection latency: object change in the emulator -> signal row in PostgreSQL.
 
 Runs the production path: a local Ray, the ``aiops-rules`` actor, the ``aiops-watchers``
-supervisor and one ``aiops-watch-<ns>`` actor per namespace, all watching the sandbox
+supervisor and ``aiops-watchers-<i>`` host actors of ``--per-actor`` namespaces each, all watching the sandbox
 cluster over HTTP. Failures are injected into random running pods at random times; the
 latency of each is the first stored signal for that pod minus the injection time.
 
     .venv/bin/python -m benchmarks.detection_latency --namespaces 10 --pods 50 --failures 50
 
-Prints p50/p95/p99 and the unique memory (USS) of the watcher actors.
+Prints p50/p95/p99 and the unique memory (USS) of the watcher actors, per actor and per
+watched namespace.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def watcher_uss_mb() -> list[float]:
     sizes = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = " ".join(proc.info.get("cmdline") or [])
-        if "ray::Watcher" in cmd:
+        if "ray::WatcherHost" in cmd:
             try:
                 sizes.append(proc.memory_full_info().uss / 2**20)
             except (psutil.Error, OSError):
@@ -89,6 +90,9 @@ def main() -> None:
     parser.add_argument("--failures", type=int, default=50)
     parser.add_argument("--spread", type=float, default=20.0, help="seconds over which failures are injected")
     parser.add_argument("--resync", type=float, default=None, help="watcher resync period (seconds), default off")
+    parser.add_argument(
+        "--per-actor", type=int, default=None, help="namespaces per watcher actor (default: the setting's, 10)"
+    )
     args = parser.parse_args()
 
     database_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -106,6 +110,7 @@ def main() -> None:
             watch_namespaces=["bench-*"],
             exclude_namespaces=[],
             watch_resync_seconds=args.resync,
+            **({"watch_namespaces_per_actor": args.per_actor} if args.per_actor else {}),
         )
         ray.init(address="local", num_cpus=2, include_dashboard=False, namespace=remote.NAMESPACE, log_to_driver=False)
         try:
@@ -113,16 +118,19 @@ def main() -> None:
             ray.get(remote.rule_engine(settings).health.remote())
             supervisor = remote.watch_supervisor(settings)
             expected = args.namespaces + 1
-            while len([n for n in remote.actor_names() if n.startswith("aiops-watch-")]) < expected:
+            while len(ray.get(supervisor.status.remote())["watching"]) < expected:
                 time.sleep(0.2)
-            # wait until every watcher has listed
-            for name in [n for n in remote.actor_names() if n.startswith("aiops-watch-")]:
-                handle = remote.existing(name)
-                while not all(i["synced"] for i in ray.get(handle.status.remote())["informers"]):
+            # wait until every hosted watcher has listed
+            for handle in remote.watcher_hosts().values():
+                while not all(
+                    all(i["synced"] for i in scope["informers"]) and scope["informers"]
+                    for scope in ray.get(handle.status.remote())["scopes"].values()
+                ):
                     time.sleep(0.1)
+            hosts = len(remote.watcher_hosts())
             print(
-                f"{expected} watchers synced in {time.time() - started:.1f}s "
-                f"({args.namespaces} namespaces x {args.pods} pods)"
+                f"{expected} watchers synced in {time.time() - started:.1f}s on {hosts} watcher actors "
+                f"({args.namespaces} namespaces x {args.pods} pods, {settings.watch_namespaces_per_actor} per actor)"
             )
             rng = random.Random(7)  # noqa: S311
             latencies: list[float] = []
@@ -154,7 +162,8 @@ def main() -> None:
             if uss:
                 print(
                     f"watcher actor USS: mean {statistics.mean(uss):.0f} MB, max {max(uss):.0f} MB "
-                    f"over {len(uss)} watchers; resync {'off' if args.resync is None else f'{args.resync}s'}"
+                    f"over {len(uss)} actors; {sum(uss) / expected:.1f} MB per watched namespace "
+                    f"({expected} with cluster), resync {'off' if args.resync is None else f'{args.resync}s'}"
                 )
             del supervisor
         finally:

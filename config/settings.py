@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,7 +90,19 @@ class Settings(BaseSettings):
         description="Start the watchers when a cluster is configured (KUBECONFIG or in-cluster).",
     )
     watch_resync_seconds: float | None = Field(default=None, ge=1, validation_alias=_env("AIOPS_WATCH_RESYNC_SECONDS"))
+    watch_namespaces_per_actor: int = Field(
+        default=10,
+        ge=1,
+        le=500,
+        validation_alias=_env("AIOPS_WATCH_NAMESPACES_PER_ACTOR"),
+        description="Namespaces one watcher actor process hosts (1: a process per namespace).",
+    )
     db_pool_max: int = Field(default=5, ge=1, le=100, validation_alias=_env("AIOPS_DB_POOL_MAX"))
+    actor_placement: Literal["spread", "pack"] = Field(
+        default="spread",
+        validation_alias=_env("AIOPS_ACTOR_PLACEMENT"),
+        description="Watchers and RCA workers spread over the Ray nodes, or Ray's default (pack onto the creator's).",
+    )
 
     # -- root-cause analysis and the LLM (actors/rca.py, adapters/llm.py) --------------------
     llm_model: str = Field(default="claude-sonnet-4-5", min_length=1, validation_alias=_env("AIOPS_LLM_MODEL"))

@@ -189,7 +189,7 @@ def _stop_ray() -> list[str]:
         with contextlib.suppress(Exception):
             ray.get(handle.close.remote(), timeout=10)
     for name in remote.actor_names():
-        if name.startswith("aiops-watch-"):
+        if name.startswith(remote.WATCHER_HOST_PREFIX):
             watcher = remote.existing(name)
             if watcher is not None:
                 with contextlib.suppress(Exception):

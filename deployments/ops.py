@@ -139,6 +139,12 @@ class OpsIngressImpl:
                 calls.append(self._check_actor(name, handle.health.remote()))
         checks = await asyncio.gather(*calls)
         subsystems = {c.pop("name"): c for c in checks}
+        for check in list(subsystems.values()):
+            # A watcher host reports each namespace it watches as a part: one subsystem each.
+            parts = (check.get("detail") or {}).pop("parts", None) if isinstance(check.get("detail"), dict) else None
+            for part_name, part in (parts or {}).items():
+                status = "degraded" if part.get("degraded") else "ok"
+                subsystems[part_name] = {"status": status, "latency_ms": check.get("latency_ms"), "detail": part}
         overall = "ok" if all(c["status"] == "ok" for c in subsystems.values()) else "degraded"
         core_ok = all(subsystems[n]["status"] == "ok" for n in ("postgres", "redis", remote.RULE_ENGINE))
         return {"status": overall, "ready": core_ok, "subsystems": subsystems}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import ray
 
 from actors import remote
 from tests.e2e.conftest import Platform
@@ -27,6 +28,7 @@ from tests.servers.prometheus import PrometheusProcess, prometheus_binary
 pytestmark = pytest.mark.e2e
 
 PROBE_NAMESPACE = "metrics-probe"
+PROBE_HOST = 900  # a watcher host index no supervisor uses in these tests
 RULES = Path(__file__).resolve().parents[2] / "config" / "prometheus" / "aiops-rules.yml"
 
 
@@ -63,11 +65,13 @@ def test_prometheus_scrapes_the_platform_and_sees_metrics_counted_inside_actors(
     platform: Platform, prometheus: PrometheusProcess
 ) -> None:
     # A watcher actor of its own (namespace nobody else uses): its informer counters must reach the scrape.
-    probe = remote.watcher_name(PROBE_NAMESPACE)
-    remote.watcher(platform.settings, PROBE_NAMESPACE)
+    probe = remote.watcher_host_name(PROBE_HOST)
+    host = remote.watcher_host(platform.settings, PROBE_HOST)
+    ray.get(host.add.remote(PROBE_NAMESPACE), timeout=60)
     try:
         _scrape_and_check(platform, prometheus, probe)
     finally:
+        ray.get(host.stop.remote(), timeout=30)
         remote.kill(probe, restart=False)
 
 

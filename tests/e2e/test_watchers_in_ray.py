@@ -26,7 +26,7 @@ def watching(platform: Platform) -> Iterator[Any]:
     supervisor = remote.watch_supervisor(platform.settings)
     yield supervisor
     for name in remote.actor_names():
-        if name.startswith("aiops-watch"):
+        if name.startswith(remote.WATCH_SUPERVISOR):
             handle = remote.existing(name)
             if handle is not None:
                 with contextlib.suppress(ray.exceptions.RayError):
@@ -50,11 +50,7 @@ def detail(platform: Platform, incident_id: str) -> dict[str, Any]:
 def test_watcher_actors_turn_the_sandbox_oom_loop_into_an_incident_with_an_rca_report(
     platform: Platform, watching: Any
 ) -> None:
-    wait_until(
-        lambda: any(n == "aiops-watch-production" for n in remote.actor_names()),
-        timeout=60,
-        message="a watcher actor for production",
-    )
+    wait_until(lambda: remote.host_of("production"), timeout=60, message="a watcher host for production")
     found = wait_until(
         lambda: [i for i in incidents(platform, "production") if "checkout" in i["title"]],
         timeout=60,
@@ -75,17 +71,22 @@ def test_watcher_actors_turn_the_sandbox_oom_loop_into_an_incident_with_an_rca_r
 
 
 def test_a_killed_watcher_actor_is_restarted_by_ray_and_resumes_watching(platform: Platform, watching: Any) -> None:
-    wait_until(lambda: "aiops-watch-staging" in remote.actor_names(), timeout=60, message="staging watcher")
-    handle = remote.existing("aiops-watch-staging")
-    wait_until(lambda: ray.get(handle.status.remote())["started"], timeout=30, message="staging watcher started")
-    remote.kill("aiops-watch-staging", restart=True)
-    wait_until(lambda: _started(handle), timeout=60, interval=0.5, message="the restarted watcher running again")
+    handle = wait_until(lambda: remote.host_of("staging"), timeout=60, message="a watcher host for staging")
+    wait_until(lambda: _started(handle, "staging"), timeout=30, message="staging watcher started")
+    watched = ray.get(handle.scopes.remote())
+    index = ray.get(handle.health.remote())["index"]
+    remote.kill(remote.WATCH_SUPERVISOR, restart=False)  # nobody to re-place the scopes: the host must
+    remote.kill(remote.watcher_host_name(index), restart=True)
+    # Ray restarts the host; it resumes every scope it had from Redis.
+    for scope in watched:
+        wait_until(lambda s=scope: _started(handle, s), timeout=60, interval=0.5, message=f"{scope} watched again")
+    assert sorted(ray.get(handle.scopes.remote())) == sorted(watched)
 
 
-def _started(handle: Any) -> bool:
+def _started(handle: Any, scope: str) -> bool:
     try:
-        status = ray.get(handle.status.remote(), timeout=5)
-    except ray.exceptions.RayError:
+        status = ray.get(handle.status.remote(scope), timeout=5)
+    except (ray.exceptions.RayError, KeyError):
         return False
     return bool(status["started"]) and all(i["synced"] for i in status["informers"][:1])
 

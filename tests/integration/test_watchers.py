@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from actors.rule_engine import RuleEngine
-from actors.watchers import CLUSTER_SCOPE, Watcher, WatcherSupervisor, diff_findings, wanted
+from actors.watchers import CLUSTER_SCOPE, Watcher, WatcherHost, WatcherSupervisor, diff_findings, place, wanted
 from adapters.sandbox import BackgroundSandbox
 from config.settings import Settings
 from tests.helpers import wait_for
@@ -175,14 +175,62 @@ async def test_cluster_watcher_reports_a_node_going_not_ready(
 
 
 class RecordingSpawner:
+    """Placement without processes: records which host each scope was put on."""
+
     def __init__(self) -> None:
-        self.running: set[str] = set()
+        self.placement: dict[int, list[str]] = {}
+        self.retired: list[int] = []
 
-    async def start(self, scope: str) -> None:
-        self.running.add(scope)
+    @property
+    def running(self) -> set[str]:
+        return {scope for scopes in self.placement.values() for scope in scopes}
 
-    async def stop(self, scope: str) -> None:
-        self.running.discard(scope)
+    async def hosts(self) -> dict[int, list[str]]:
+        return {index: list(scopes) for index, scopes in self.placement.items()}
+
+    async def add(self, host: int, scope: str) -> None:
+        scopes = self.placement.setdefault(host, [])
+        if scope not in scopes:
+            scopes.append(scope)
+
+    async def remove(self, host: int, scope: str) -> None:
+        if scope in self.placement.get(host, []):
+            self.placement[host].remove(scope)
+
+    async def retire(self, host: int) -> None:
+        self.placement.pop(host, None)
+        self.retired.append(host)
+
+
+class HostSpawner(RecordingSpawner):
+    """Real ``WatcherHost``s in this process (what ``actors.remote.RaySpawner`` does with actors)."""
+
+    def __init__(self, settings: Settings, rules: Any) -> None:
+        super().__init__()
+        self._settings = settings
+        self._rules = rules
+        self.live: dict[int, WatcherHost] = {}
+
+    async def hosts(self) -> dict[int, list[str]]:
+        return {index: await host.scopes() for index, host in self.live.items()}
+
+    async def add(self, host: int, scope: str) -> None:
+        if host not in self.live:
+            self.live[host] = WatcherHost(self._settings, self._rules, index=host)
+        await self.live[host].add(scope)
+        await super().add(host, scope)
+
+    async def remove(self, host: int, scope: str) -> None:
+        await self.live[host].remove(scope)
+        await super().remove(host, scope)
+
+    async def retire(self, host: int) -> None:
+        await self.live.pop(host).stop()
+        await super().retire(host)
+
+    async def close(self) -> None:
+        for host in list(self.live):
+            await self.retire(host)
 
 
 async def test_supervisor_starts_a_watcher_per_wanted_namespace_and_picks_up_new_ones(
@@ -267,3 +315,116 @@ def test_diff_sends_only_changes_and_a_recovery_for_what_vanished() -> None:
     assert len(changed) == 1 and changed[0].firing
     gone, sent = diff_findings([], sent, now)
     assert len(gone) == 1 and not gone[0].firing and gone[0].labels == changed[0].labels and sent == {}
+
+
+@pytest.mark.parametrize(
+    ("hosts", "per_host", "expected"),
+    [
+        pytest.param({}, 10, 0, id="first-host"),
+        pytest.param({0: ["a", "b"]}, 10, 0, id="joins-the-host-with-room"),
+        pytest.param({0: ["a", "b"]}, 2, 1, id="full-host-opens-a-new-one"),
+        pytest.param({0: ["a"], 1: ["b", "c"]}, 3, 1, id="fullest-host-with-room-first"),
+        pytest.param({0: ["a", "b"], 2: ["c"]}, 2, 2, id="fills-a-gap-left-by-a-retired-host"),
+        pytest.param({0: ["a"], 2: ["c"]}, 1, 1, id="lowest-free-index"),
+    ],
+)
+def test_place_packs_scopes_onto_the_fullest_host_with_room(
+    hosts: dict[int, list[str]], per_host: int, expected: int
+) -> None:
+    assert place("new", hosts, per_host) == expected
+
+
+async def test_supervisor_packs_namespaces_onto_hosts_and_a_restarted_supervisor_keeps_the_placement(
+    sandbox: BackgroundSandbox, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    settings = watcher_settings(sandbox, database_url, redis_url, tmp_path).model_copy(
+        update={"watch_namespaces": ["production", "staging", "batch"], "watch_namespaces_per_actor": 2}
+    )
+    spawner = RecordingSpawner()
+    supervisor = WatcherSupervisor(settings, spawner, interval=0.1)
+    await supervisor.start()
+    try:
+
+        async def placed() -> bool:
+            return {"production", "staging", "batch", CLUSTER_SCOPE} <= spawner.running
+
+        await wait_for(placed, message="every namespace and the cluster placed")
+        assert sorted(len(scopes) for scopes in spawner.placement.values()) == [2, 2]
+        assert supervisor.status()["hosts"] == {str(i): sorted(s) for i, s in spawner.placement.items()}
+    finally:
+        await supervisor.stop()
+    before = {index: sorted(scopes) for index, scopes in spawner.placement.items()}
+    # A new supervisor (Ray restarted it) starts from what the hosts say: nothing moves, nothing doubles.
+    again = WatcherSupervisor(settings, spawner, interval=0.1)
+    await again.start()
+    try:
+        await wait_for(lambda: again.status()["hosts"] != {}, message="the new supervisor reconciled")
+        await again.reconcile()
+        assert {index: sorted(scopes) for index, scopes in spawner.placement.items()} == before
+        assert spawner.retired == []
+    finally:
+        await again.stop()
+
+
+async def test_supervisor_drops_a_scope_found_on_two_hosts_and_retires_empty_hosts(
+    sandbox: BackgroundSandbox, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    settings = watcher_settings(sandbox, database_url, redis_url, tmp_path).model_copy(
+        update={"watch_namespaces": ["production", "staging"], "watch_namespaces_per_actor": 5}
+    )
+    spawner = RecordingSpawner()
+    # As a supervisor that died mid-placement may leave it: staging twice, and a host with only a gone namespace.
+    spawner.placement = {0: ["production", "staging"], 1: ["staging"], 3: ["deleted-long-ago"]}
+    supervisor = WatcherSupervisor(settings, spawner, interval=0.1)
+    await supervisor.start()
+    try:
+
+        async def settled() -> bool:
+            return spawner.placement == {0: ["production", "staging", CLUSTER_SCOPE]}
+
+        await wait_for(settled, message="staging once, the gone namespace dropped, empty hosts retired")
+        assert sorted(spawner.retired) == [1, 3]
+    finally:
+        await supervisor.stop()
+
+
+async def test_a_watcher_host_watches_several_namespaces_and_a_new_instance_resumes_them_from_redis(
+    sandbox: BackgroundSandbox, engine: RuleEngine, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    settings = watcher_settings(sandbox, database_url, redis_url, tmp_path)
+    host = WatcherHost(settings, InProcessHandle(engine), index=4)
+    await host.add("production")
+    await host.add("staging")
+    await host.add("staging")  # idempotent
+    try:
+        assert await host.scopes() == ["production", "staging"]
+
+        async def both_incidents() -> bool:
+            found = {i.namespace for i in await open_incidents(engine)}
+            return {"production", "staging"} <= found
+
+        await wait_for(both_incidents, message="incidents from both hosted namespaces")
+        health = await host.health()
+        assert set(health["parts"]) == {"aiops-watch-production", "aiops-watch-staging"}
+        assert health["degraded"] is False
+        text = host.metrics_text()
+        assert 'namespace="production"' in text and 'namespace="staging"' in text
+        with pytest.raises(KeyError, match="not watched"):
+            await host.status("nowhere")
+        # The process dies (no stop): a new instance with the same index resumes both from Redis.
+        twin = WatcherHost(settings, InProcessHandle(engine), index=4)
+        try:
+            assert sorted(await twin.restore()) == ["production", "staging"]
+            for scope in ("production", "staging"):
+                assert (await twin.status(scope))["started"], scope
+        finally:
+            await twin.stop()
+        assert await host.remove("staging") is True
+        assert await host.remove("staging") is False
+        assert await host.scopes() == ["production"]
+    finally:
+        await host.stop()
+    # A stopped host forgets its scopes: the next instance starts empty.
+    fresh = WatcherHost(settings, InProcessHandle(engine), index=4)
+    assert await fresh.restore() == []
+    await fresh.stop()
