@@ -123,6 +123,7 @@ class _Watch:
 
 _DROP = "drop"
 _CLOSE = "close"
+_STALL = "stall"
 
 
 class ApiServer:
@@ -159,6 +160,14 @@ class ApiServer:
         """Reset every open watch connection without a goodbye."""
         for w in list(self._watches):
             w.queue.put_nowait(_DROP)
+
+    def stall_watches(self) -> int:
+        """Make every open watch go silent (a hung proxy or API server): the connection stays
+        open, but no event, bookmark or end of stream arrives until the client gives up.
+        Returns how many watches were stalled."""
+        for w in list(self._watches):
+            w.queue.put_nowait(_STALL)
+        return len(self._watches)
 
     def close_watches(self) -> None:
         for w in list(self._watches):
@@ -411,6 +420,9 @@ class ApiServer:
                 return
             if item == _CLOSE:
                 break
+            if item == _STALL:
+                await self._stalled(request, w)
+                return
             if isinstance(item, ApiError):
                 await resp.write(json.dumps({"type": "ERROR", "object": item.status()}).encode() + b"\n")
                 break
@@ -419,6 +431,20 @@ class ApiServer:
             await resp.write(json.dumps({"type": item.type, "object": item.obj}).encode() + b"\n")
         with contextlib.suppress(ConnectionResetError, aiohttp.ClientConnectionResetError):
             await resp.write_eof()
+
+    @staticmethod
+    async def _stalled(request: aiohttp.web.BaseRequest, w: _Watch) -> None:
+        """Swallow every change until the client hangs up (or the watch is dropped or closed)."""
+        while request.transport is not None and not request.transport.is_closing():
+            try:
+                item = await asyncio.wait_for(w.queue.get(), 0.5)
+            except TimeoutError:
+                continue
+            if item == _DROP:
+                request.transport.abort()
+                return
+            if item == _CLOSE:
+                return
 
     # -- helpers ---------------------------------------------------------------------------
     @staticmethod

@@ -166,6 +166,10 @@ class Sandbox:
     async def drop_watches(self) -> None:
         self.api.drop_watches()
 
+    async def stall_watches(self) -> int:
+        """Open watches go silent but stay open (see ``ApiServer.stall_watches``); how many."""
+        return self.api.stall_watches()
+
     async def set_forbidden(self, forbidden: bool, namespace: str | None = None) -> None:
         """Answer resource requests with 403, as an API server whose RBAC denies us: every
         request, or with ``namespace`` only that namespace's."""
@@ -280,6 +284,9 @@ class BackgroundSandbox:
 
     def drop_watches(self) -> None:
         self.call(lambda sb: sb.drop_watches())
+
+    def stall_watches(self) -> int:
+        return self.call(lambda sb: sb.stall_watches())
 
     def set_forbidden(self, forbidden: bool, namespace: str | None = None) -> None:
         self.call(lambda sb: sb.set_forbidden(forbidden, namespace))

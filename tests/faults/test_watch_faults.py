@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,10 @@ import pytest
 
 from actors.rule_engine import RuleEngine
 from actors.watchers import Watcher
+from adapters.kube import Informer, KubeClient
 from adapters.sandbox import BackgroundSandbox, load_scenario
 from config.settings import Settings
+from core.detectors import detect_all
 from tests.faults.outcomes import record
 from tests.helpers import wait_for
 from tests.integration.test_watchers import InProcessHandle
@@ -140,3 +143,60 @@ async def _run_faults(sandbox: BackgroundSandbox, engine: RuleEngine, settings: 
             record(f"kube watch: {name}", f"pod {pod} crash-looped during it", f"signal in {took:.1f}s; {counters}")
     finally:
         await watcher.stop()
+
+
+async def test_a_stalled_watch_is_given_up_on_and_a_pod_broken_during_the_stall_is_seen(
+    sandbox: BackgroundSandbox,
+) -> None:
+    """The stream stays open and silent (no events, no bookmarks, no end): a hung proxy.
+
+    The periodic resync only re-emits the informer's cache, so it cannot see a change the
+    stall swallowed; what ends the stall is the watch's read timeout (the server-side
+    ``timeoutSeconds`` + 15 s), after which the watch resumes from its resourceVersion and the
+    backlog carries the change. The informer runs here with ``watch_timeout_seconds=2``
+    (read timeout 17 s) to keep the test short; the default of 60 s gives 75 s.
+    """
+
+    async def ignore(_event: Any) -> None:
+        return None
+
+    client = KubeClient.from_kubeconfig(str(sandbox.kubeconfig_path))
+    informer = Informer(client, "Pod", NAMESPACE, sink=ignore, resync_seconds=1.0, watch_timeout_seconds=2)
+    await informer.start()
+
+    def broken(pod: str) -> bool:
+        return any(f.name == pod for f in detect_all(informer.snapshot(), [], now=datetime.now(UTC)))
+
+    try:
+        async with asyncio.timeout(120):
+            await wait_for(lambda: informer.synced, timeout=60, message="the pod informer synced")
+            pod = (await asyncio.to_thread(_healthy_pods, sandbox))[0]
+            await wait_for(
+                lambda: sandbox.stall_watches() > 0,
+                timeout=30,
+                interval=0.1,
+                message="an open watch to stall",
+            )
+            await asyncio.to_thread(sandbox.inject, NAMESPACE, pod, "crashloop")  # during the stall
+            started = time.monotonic()
+            before = dict(informer.counters)
+            await wait_for(
+                lambda: informer.counters["resyncs"] >= before["resyncs"] + 3,
+                timeout=30,
+                message="three resyncs during the stall",
+            )
+            seen_by_resync = broken(pod)
+            await wait_for(lambda: broken(pod), timeout=60, interval=0.1, message=f"the crash loop of {pod} seen")
+            took = time.monotonic() - started
+            after = dict(informer.counters)
+            assert after["watches"] > before["watches"], (before, after)
+    finally:
+        await informer.stop()
+        client.close()
+    counters = ", ".join(f"{k} +{after[k] - before[k]}" for k in ("watches", "errors", "resyncs"))
+    record(
+        "kube watch: stalled (open, silent, no bookmarks)",
+        f"pod {pod} crash-looped during it; watch timeout 2 s (read timeout 17 s)",
+        f"seen {took:.1f}s later, after the read timeout"
+        f"{'' if not seen_by_resync else ' (already by a resync)'}; not by the 1 s resyncs; {counters}",
+    )
