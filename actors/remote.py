@@ -28,6 +28,27 @@ _COMMON: dict[str, Any] = {
 }
 
 
+def _placement(settings: Settings, index: int) -> dict[str, Any]:
+    """Ray options placing actor ``index`` of a group (watcher hosts, RCA workers).
+
+    These actors ask for no CPU, and for such actors Ray's default policy, its SPREAD strategy
+    and a soft node affinity all left placement to chance on a two-node cluster (measured:
+    docs/scale-out.md). With ``AIOPS_ACTOR_PLACEMENT=spread`` (the default) actor ``index``
+    asks for the ``index``-th alive node (by node id) through its ``ray.io/node-id`` label,
+    with an empty selector as the fallback: when that node is gone, Ray restarts the actor on
+    any other node.
+    """
+    if settings.actor_placement != "spread":
+        return {}
+    nodes = sorted(str(node["NodeID"]) for node in ray.nodes() if node.get("Alive"))  # type: ignore[no-untyped-call]
+    if len(nodes) < 2:
+        return {}
+    return {
+        "label_selector": {"ray.io/node-id": nodes[index % len(nodes)]},
+        "fallback_strategy": [{"label_selector": {}}],
+    }
+
+
 def rule_engine(settings: Settings, rules_path: str | None = None) -> Any:
     """Handle to ``aiops-rules``, created on first use, feeding the RCA pool."""
     existing_handle = existing(RULE_ENGINE)
@@ -69,7 +90,9 @@ def rca_worker(settings: Settings, index: int) -> Any:
     from actors.rca import RcaWorker
 
     cls = ray.remote(RcaWorker)
-    return cls.options(name=rca_worker_name(index), max_concurrency=8, **_COMMON).remote(settings)
+    return cls.options(name=rca_worker_name(index), max_concurrency=8, **_COMMON, **_placement(settings, index)).remote(
+        settings
+    )
 
 
 class RcaPool:
@@ -135,7 +158,7 @@ def watcher_host(settings: Settings, index: int) -> Any:
 
     cls = ray.remote(WatcherHost)
     return cls.options(
-        name=watcher_host_name(index), max_concurrency=64, **_COMMON
+        name=watcher_host_name(index), max_concurrency=64, **_COMMON, **_placement(settings, index)
     ).remote(settings, rule_engine(settings), index=index, autostart=True)
 
 

@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     actor_placement: Literal["spread", "pack"] = Field(
         default="spread",
         validation_alias=_env("AIOPS_ACTOR_PLACEMENT"),
-        description="Watchers and RCA workers spread over the Ray nodes, or Ray's default (pack onto the creator's).",
+        description="spread: watcher hosts and RCA workers go round the Ray nodes; pack: Ray's default placement.",
     )
 
     # -- root-cause analysis and the LLM (actors/rca.py, adapters/llm.py) --------------------
