@@ -222,7 +222,29 @@ class RunEngine:
                     continue
                 if run.status is RunStatus.VERIFYING and (run.id, step.name) in self._verifying:
                     continue  # the verification task keeps its own deadline
+                if await self._unclaimed(run):
+                    # A coordinator died between saving the decision and claiming the call (nothing
+                    # else leaves a run executing outside the lock): make the call now, within the
+                    # step's time-out; the claim still keeps it to one call.
+                    effect = ExecuteStep(
+                        run_id=run.id, step=step.name, action=step.action, risk=step.risk, timeout=step.timeout
+                    )
+                    event = await self._resolve(run, effect, SYSTEM, "resume")
+                    if event is not None:
+                        await self._advance(run, event)
+                    continue
                 await self._advance(run, Tick())
+
+    async def _unclaimed(self, run: Run) -> bool:
+        """Whether ``run`` is executing a step whose call was never claimed, and still in time."""
+        step, started = run.current, run.phase_started_at
+        if run.status is not RunStatus.EXECUTING or step is None or started is None:
+            return False
+        if (self._clock() - started).total_seconds() >= step.timeout:
+            return False  # too late: the tick fails it as "effect unknown, check by hand"
+        records, _ = await self._ready()
+        key = execution_key(run.id, step.name, "step")
+        return all(e["key"] != key for e in await records.executions(run.id))
 
     async def _advance(self, run: Run, event: RunEvent, *, actor: str = SYSTEM, channel: str = "playbook") -> Run:
         """Apply one event to a run (caller holds the lock): persist, then perform its effects."""
@@ -288,7 +310,7 @@ class RunEngine:
     ) -> tuple[bool, str] | None:
         """Claim, call, record. None when the call was already claimed (it is never made twice)."""
         records, gates = await self._ready()
-        key = f"exec:{run.id}:{step}" + (":rollback" if phase == "rollback" else "")
+        key = execution_key(run.id, step, phase)
         now = self._clock()
         what = action.describe()
         if not await records.claim_execution(key, run.id, step, phase, action.tool, dict(action.params), now):
@@ -522,6 +544,11 @@ class RunEngine:
             detail,
             now,
         )
+
+
+def execution_key(run_id: str, step: str, phase: str) -> str:
+    """The claim key of one tool call: ``exec:<run>:<step>`` (``:rollback`` for a rollback)."""
+    return f"exec:{run_id}:{step}" + (":rollback" if phase == "rollback" else "")
 
 
 def _absent(result: tuple[bool, str]) -> bool:

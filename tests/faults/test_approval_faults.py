@@ -1,0 +1,82 @@
+"""The ApprovalCoordinator dying between an approval and the call it grants.
+
+``decide`` saves the decision (and the run's move to ``executing``) first, then claims the
+call by its execution key, then makes it. A coordinator that dies between the save and the
+claim leaves an approved step that nobody has called: the decision cannot be replayed
+(the approval is no longer pending), so before the fix the next coordinator only timed the
+step out as "effect unknown" a minute later and the approved fix never ran.
+
+The crash is injected at that exact point by doing the first half of ``decide`` with the
+same core decision and the same store call, then closing the coordinator. A new one on the
+same stores must make the call, exactly once, and a third one must not make it again.
+Fixtures (sandbox, real MCP server subprocess, a counting wrapper around its client, the
+test's own database) are those of tests/integration/test_approvals_flow.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.mcp_client import KubeMcpClient
+from core.approvals import Decide, Verdict
+from core.playbooks import decide
+from tests.faults.outcomes import record
+from tests.integration import test_approvals_flow as flow
+from tests.integration.test_approvals_flow import Factory, RecordingTools, a_pod, finished, incident
+
+# The flow module's fixtures, used here by name.
+cluster, errlog, mcp, database, settings, policy, make, tools = (
+    flow.cluster,
+    flow.errlog,
+    flow.mcp,
+    flow.database,
+    flow.settings,
+    flow.policy,
+    flow.make,
+    flow.tools,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+
+async def test_a_coordinator_that_died_between_the_approval_and_the_call_makes_the_call_once_after_restart(
+    make: Factory, tools: RecordingTools, mcp: KubeMcpClient
+) -> None:
+    first = make(tools)
+    pod = await a_pod(mcp, "cart")
+    started = await first.start_run(incident("production", "cart", pod), "restart-only")
+    approval_id = started["pending_approval"]["id"]
+    run_id = started["run"]["id"]
+
+    # The first half of decide(): the approval granted and the run moved to executing, saved...
+    records, _ = await first._ready()
+    approval = await records.get_approval(approval_id)
+    assert approval is not None
+    found = await records.get_run(run_id)
+    assert found is not None
+    now = first._clock()
+    who = "cli:carol"
+    role = first._policy.authz.role_for(who, approval.namespace)
+    event = Decide(who=who, role=role, channel="api", decision=Verdict.APPROVE, confirm=False, note="")
+    new_run, new_approval, _effects = decide(found[0], approval, event, now)
+    assert await records.save_decision(approval, new_approval, new_run)
+    assert new_run.status.value == "executing"
+    await first.close()  # ...and the crash, before the call was claimed
+    assert tools.count("delete_pod") == 0
+
+    second = make(tools, tick_interval=0.2)
+    view = await finished(second, run_id, timeout=40)
+    assert view["status"] == "succeeded", view["run"]["outcomes"]
+    assert tools.count("delete_pod") == 1
+    assert [e["step"] for e in await second.executions(run_id)] == ["restart-pod"]
+    await second.close()
+
+    third = make(tools, tick_interval=0.2)
+    assert (await third.get_run(run_id))["status"] == "succeeded"
+    assert tools.count("delete_pod") == 1
+    record(
+        "approval coordinator died between saving the approval and claiming the call",
+        "decision saved (run executing), coordinator closed before the claim",
+        "the next coordinator made the call: 1 delete_pod, run succeeded; a third made none"
+        " (before the fix: no call, the step timed out as 'effect unknown')",
+    )
