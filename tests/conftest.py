@@ -17,6 +17,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+# The session Ray + Serve platform, shared by tests/e2e and tests/abuse.
+pytest_plugins = ["tests.platform"]
+
 
 def _with_database(url: str, database: str) -> str:
     parts = urlsplit(url)

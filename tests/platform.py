@@ -1,5 +1,8 @@
 """One local Ray with Serve per test session, the platform deployed on a free port.
 
+A plugin (``pytest_plugins`` in ``tests/conftest.py``), not a conftest, so the e2e and the
+abuse suites share the one session ``platform`` instead of starting one each.
+
 Ray is started with ``num_cpus=2`` and no dashboard, the three apps are deployed through
 the same launcher ``aiops demo`` uses, against this session's own PostgreSQL database.
 Chat is configured as in production, only pointed at the loopback Telegram Bot API and
