@@ -44,6 +44,12 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
+def _has_nul(*values: str | None) -> bool:
+    """PostgreSQL text cannot hold NUL: a lookup by such a value matches no row, where asyncpg
+    would raise (and the ops API answered 500; found by tests/abuse/test_openapi_schemathesis.py)."""
+    return any(v is not None and "\x00" in v for v in values)
+
+
 def _incident(row: asyncpg.Record) -> Incident:
     obj = None
     if row["object_kind"] and row["object_name"]:
@@ -138,6 +144,8 @@ class PostgresStore:
         severity: str | None = None,
         limit: int = 100,
     ) -> list[Incident]:
+        if _has_nul(status, namespace, severity):
+            return []
         rows = await self.pool.fetch(
             "SELECT * FROM incidents WHERE ($1::text IS NULL OR status = $1)"
             " AND ($2::text IS NULL OR namespace = $2) AND ($3::text IS NULL OR severity = $3)"
@@ -150,10 +158,14 @@ class PostgresStore:
         return [_incident(r) for r in rows]
 
     async def get_incident(self, incident_id: str) -> Incident | None:
+        if _has_nul(incident_id):
+            return None
         row = await self.pool.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)
         return _incident(row) if row else None
 
     async def timeline(self, incident_id: str) -> list[dict[str, Any]]:
+        if _has_nul(incident_id):
+            return []
         rows = await self.pool.fetch(
             "SELECT kind, detail, at FROM incident_events WHERE incident_id = $1 ORDER BY at, id", incident_id
         )

@@ -20,11 +20,20 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from actors import remote
-from adapters.alertmanager import parse_webhook, to_signals
+from adapters.alertmanager import AmWebhook, parse_webhook, to_signals
 from adapters.metrics import IngressMetrics
 from config.settings import Settings
 from core.errors import AiopsError
-from deployments.http import cause_of, check_token, error_response, read_body, replica_metrics
+from deployments.http import (
+    cause_of,
+    check_token,
+    error_response,
+    errors,
+    inline_schema,
+    read_body,
+    replica_metrics,
+    request_body,
+)
 
 log = logging.getLogger(__name__)
 api = FastAPI(title="ray-aiops alerts", version="0.1.0")
@@ -53,7 +62,12 @@ class AlertsIngressImpl:
             return
         self._rules_version = version
 
-    @api.post("/webhook", status_code=200)
+    @api.post(
+        "/webhook",
+        status_code=200,
+        responses=errors(400, 401, 413, 503),
+        openapi_extra=request_body(inline_schema(AmWebhook)),
+    )
     async def webhook(self, request: Request) -> JSONResponse:
         started = time.perf_counter()
         status = 500

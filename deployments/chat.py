@@ -30,10 +30,29 @@ from adapters.telegram import MAX_UPDATE_BYTES, handle_webhook
 from config.chat import ChatConfig, load_chat
 from config.settings import Settings
 from core.errors import AiopsError, NotFound
-from deployments.http import error_response, read_body, replica_metrics
+from deployments.http import error_response, errors, read_body, replica_metrics, request_body
 
 log = logging.getLogger(__name__)
 api = FastAPI(title="ray-aiops chat", version="0.1.0")
+
+# The bodies as the platforms send them; the adapters check every field they use.
+_TELEGRAM_UPDATE = {
+    "type": "object",
+    "description": "a Telegram Update",
+    "properties": {"update_id": {"type": "integer"}},
+}
+_SLACK_EVENT = {
+    "type": "object",
+    "description": "a Slack Events API request (event_callback or url_verification)",
+    "properties": {"type": {"type": "string"}, "challenge": {"type": "string"}, "event": {"type": "object"}},
+}
+_SLACK_INTERACTION = {
+    "type": "object",
+    "description": "a Slack interaction: the JSON payload in a form field",
+    "properties": {"payload": {"type": "string"}},
+    "required": ["payload"],
+}
+_ANSWERS = errors(400, 401, 404, 413)
 
 
 @serve.ingress(api)
@@ -74,7 +93,7 @@ class ChatIngressImpl:
     def metrics_text(self) -> str:
         return replica_metrics(self._metrics.render())
 
-    @api.post("/telegram")
+    @api.post("/telegram", responses=_ANSWERS, openapi_extra=request_body(_TELEGRAM_UPDATE))
     async def telegram(self, request: Request) -> JSONResponse:
         secret = self._settings.secret("telegram_webhook_secret")
         return await self._handle(
@@ -87,7 +106,7 @@ class ChatIngressImpl:
             ),
         )
 
-    @api.post("/slack/events")
+    @api.post("/slack/events", responses=_ANSWERS, openapi_extra=request_body(_SLACK_EVENT))
     async def slack_events(self, request: Request) -> JSONResponse:
         return await self._handle(
             request,
@@ -97,7 +116,11 @@ class ChatIngressImpl:
             lambda body: handle_events(body, dict(request.headers), verifier=self._slack, config=self._chat.slack),
         )
 
-    @api.post("/slack/interactions")
+    @api.post(
+        "/slack/interactions",
+        responses=_ANSWERS,
+        openapi_extra=request_body(_SLACK_INTERACTION, "application/x-www-form-urlencoded"),
+    )
     async def slack_interactions(self, request: Request) -> JSONResponse:
         return await self._handle(
             request,

@@ -11,9 +11,11 @@ import base64
 import binascii
 import hmac
 import logging
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from ray import serve
 from ray.serve.exceptions import RayServeException
 
@@ -31,6 +33,52 @@ from core.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """What every refused or failed request answers (see ``error_response``)."""
+
+    error: str = Field(pattern=r"^[A-Za-z]+$", description="the error's class, e.g. AuthError or InputError")
+    message: str = Field(description="what is wrong, for a human")
+
+
+_MEANINGS = {
+    400: "malformed request",
+    401: "missing or wrong credentials",
+    404: "no such object, or the endpoint is not enabled",
+    409: "refused in this state (approval already decided or expired, runs already paused, ...)",
+    413: "body over the size limit",
+    503: "a store or actor is unavailable; retry after Retry-After",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of the error answers a route gives, each an ``ErrorBody``."""
+    return {code: {"model": ErrorBody, "description": _MEANINGS[code]} for code in codes}
+
+
+def request_body(schema: dict[str, Any], media_type: str = "application/json") -> dict[str, Any]:
+    """``openapi_extra`` declaring the body of a route that reads it itself (bounded, ``read_body``)."""
+    return {"requestBody": {"required": True, "content": {media_type: {"schema": schema}}}}
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` inlined, to embed in an operation of the OpenAPI."""
+    schema = model.model_json_schema()
+    defs: dict[str, Any] = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -94,7 +142,11 @@ def cause_of(error: Exception) -> Exception:
 
 
 def error_response(error: Exception) -> JSONResponse:
-    """Map an error of the taxonomy to an HTTP answer with a clear message."""
+    """Map an error of the taxonomy to an HTTP answer with a clear message.
+
+    An error raised in an actor arrives as Ray's ``RayTaskError(<our class>)``, an instance of
+    both; it is answered as our error, never with Ray's remote traceback (pid, address, paths)."""
+    error = cause_of(error)
     status = 500
     if isinstance(error, AuthError):
         status = 401

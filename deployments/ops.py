@@ -26,7 +26,7 @@ from adapters.metrics import IngressMetrics, merge
 from adapters.rca_store import RcaStore
 from config.settings import Settings
 from core.errors import AiopsError, InputError, NotFound, TemporaryError
-from deployments.http import cause_of, check_token, error_response, read_body
+from deployments.http import cause_of, check_token, error_response, errors, inline_schema, read_body, request_body
 
 api = FastAPI(title="ray-aiops ops", version="0.1.0")
 log = logging.getLogger(__name__)
@@ -66,6 +66,18 @@ class DecisionBody(BaseModel):
     who: str = Field(default="ops", pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
     confirm: bool = False
     note: str = Field(default="", max_length=500)
+
+
+_WHO = {
+    "name": "who",
+    "in": "query",
+    "required": False,
+    "description": "who pauses or resumes (recorded in the audit)",
+    "schema": {"type": "string", "default": "ops"},
+}
+_NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {"description": "a store or the rule engine does not answer (the same report as /health)"}
+}
 
 
 def _who(request: Request) -> str:
@@ -153,7 +165,7 @@ class OpsIngressImpl:
     async def health(self) -> JSONResponse:
         return JSONResponse(await self._health())
 
-    @api.get("/ready")
+    @api.get("/ready", responses=_NOT_READY)
     async def ready(self) -> JSONResponse:
         report = await self._health()
         return JSONResponse(report, status_code=200 if report["ready"] else 503)
@@ -168,7 +180,7 @@ class OpsIngressImpl:
             return component, None, not isinstance(cause, AttributeError)
         return component, text if isinstance(text, str) else None, True
 
-    @api.get("/metrics")
+    @api.get("/metrics", response_class=PlainTextResponse)
     async def metrics(self) -> PlainTextResponse:
         """Every aiops actor's and ingress app's registry, merged into one scrape (no token: a
         scrape target; nothing here is secret). ``aiops_component_up`` says who answered."""
@@ -189,7 +201,7 @@ class OpsIngressImpl:
         text = merge(parts, up=up)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @api.get("/api/incidents")
+    @api.get("/api/incidents", responses=errors(401, 503))
     async def incidents(
         self,
         request: Request,
@@ -208,7 +220,7 @@ class OpsIngressImpl:
             return error_response(e)
         return JSONResponse({"incidents": [_incident_json(i) for i in found], "count": len(found)})
 
-    @api.get("/api/incidents/{incident_id}")
+    @api.get("/api/incidents/{incident_id}", responses=errors(401, 404, 503))
     async def incident(self, request: Request, incident_id: str) -> JSONResponse:
         try:
             self._authorize(request)
@@ -246,7 +258,7 @@ class OpsIngressImpl:
             raise
         return JSONResponse(result)
 
-    @api.get("/api/approvals")
+    @api.get("/api/approvals", responses=errors(401, 503))
     async def approvals(
         self,
         request: Request,
@@ -258,7 +270,11 @@ class OpsIngressImpl:
 
         return await self._coordinator_call(request, call)
 
-    @api.post("/api/approvals/{approval_id}")
+    @api.post(
+        "/api/approvals/{approval_id}",
+        responses=errors(400, 401, 404, 409, 413, 503),
+        openapi_extra=request_body(inline_schema(DecisionBody)),
+    )
     async def decide(self, request: Request, approval_id: str) -> JSONResponse:
         async def call() -> Any:
             body = await read_body(request, 64 * 1024)
@@ -277,14 +293,14 @@ class OpsIngressImpl:
 
         return await self._coordinator_call(request, call)
 
-    @api.post("/api/pause")
+    @api.post("/api/pause", responses=errors(400, 401, 409, 503), openapi_extra={"parameters": [_WHO]})
     async def pause(self, request: Request) -> JSONResponse:
         async def call() -> Any:
             return await remote.approvals(self._settings).pause.remote(f"api:{_who(request)}", channel="api")
 
         return await self._coordinator_call(request, call)
 
-    @api.post("/api/resume")
+    @api.post("/api/resume", responses=errors(400, 401, 409, 503), openapi_extra={"parameters": [_WHO]})
     async def resume(self, request: Request) -> JSONResponse:
         async def call() -> Any:
             return await remote.approvals(self._settings).resume.remote(f"api:{_who(request)}", channel="api")

@@ -66,6 +66,15 @@ async def test_migrations_create_every_table_and_are_safe_to_run_twice(store: Po
     assert versions == [m.version for m in shipped_migrations()]
 
 
+async def test_lookups_by_text_with_a_nul_character_match_nothing_instead_of_raising(store: PostgresStore) -> None:
+    # Found by tests/abuse/test_openapi_schemathesis.py: GET /api/incidents?namespace=%00 and
+    # GET /api/incidents/%00 answered 500 (PostgreSQL text cannot hold NUL; asyncpg raised).
+    assert await store.list_incidents(namespace="prod\x00uction") == []
+    assert await store.list_incidents(status="open\x00", severity="\x00") == []
+    assert await store.get_incident("inc-\x00") is None
+    assert await store.timeline("inc-\x00") == []
+
+
 async def test_migrations_from_two_processes_at_once_apply_each_file_once(server_database_url: str) -> None:
     name = "aiops_mig_race"
     admin = await asyncpg.connect(server_database_url)
