@@ -158,6 +158,15 @@ def uss_mb(pid: int) -> float:
         return 0.0
 
 
+def tree_uss_mb(pid: int) -> float:
+    """USS of a process and everything it started (an RCA worker and its MCP server)."""
+    try:
+        children = [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        children = []
+    return uss_mb(pid) + sum(uss_mb(child) for child in children)
+
+
 def node_uss_mb(node: Any) -> float:
     """USS of one Ray node: its own processes (raylet, and on the head GCS and monitors) and every
     descendant of its raylet (the worker processes, so the actors, and what they started)."""
@@ -358,7 +367,6 @@ def run(args: argparse.Namespace, facts: Facts, temp_dir: Path) -> None:  # noqa
                 "worker_uss_mb": node_uss_mb(worker),
                 "raylet_uss_mb": uss_mb(worker.all_processes["raylet"][0].process.pid),
                 "hosts": hosts,
-                "rca_workers_uss_mb": [uss_mb(p["pid"]) for n, p in facts.before.items() if is_rca_worker(n)],
                 "actors_uss_mb": {n: uss_mb(p["pid"]) for n, p in facts.before.items()},
             }
 
@@ -377,6 +385,13 @@ def run(args: argparse.Namespace, facts: Facts, temp_dir: Path) -> None:  # noqa
             poll(all_pending, args.timeout, "an incident and a pending approval for every failure")
             facts.stored_before = stored(dsn)
             progress("an incident and a pending approval for every failure")
+            # the RCA workers have started their MCP servers by now
+            rca = [tree_uss_mb(p["pid"]) for n, p in facts.before.items() if is_rca_worker(n)]
+            facts.memory |= {
+                "rca_workers_uss_mb": rca,
+                "head_uss_busy_mb": node_uss_mb(head),
+                "worker_uss_busy_mb": node_uss_mb(worker),
+            }
             facts.timings["first_failures_handled_s"] = time.monotonic() - started
 
             # 3. failures in the worker's namespaces, and at once the worker node lost
@@ -508,12 +523,14 @@ def print_tables(facts: Facts) -> None:
     m = facts.memory
     print(
         f"\nnode USS (raylet + its workers + their children; head also GCS): head {m['head_uss_mb']:.0f} MB, "
-        f"worker {m['worker_uss_mb']:.0f} MB; head after taking the worker's actors {m['head_uss_after_mb']:.0f} MB"
+        f"worker {m['worker_uss_mb']:.0f} MB; after the first failures: head {m['head_uss_busy_mb']:.0f} MB, worker "
+        f"{m['worker_uss_busy_mb']:.0f} MB; head after taking the worker's actors {m['head_uss_after_mb']:.0f} MB"
     )
     cap = capacity(facts)
     print(
         f"watcher host = {cap['host_base_mb']:.0f} MB + {cap['per_namespace_mb']:.1f} MB per namespace "
-        f"({facts.pods} pods each); worker node base (raylet + 1 RCA worker) {cap['node_base_mb']:.0f} MB"
+        f"({facts.pods} pods each); worker node base (raylet + 1 RCA worker and its MCP server) "
+        f"{cap['node_base_mb']:.0f} MB"
     )
     print(f"namespaces one worker node watches in {HEADROOM:.0%} of its memory:")
     for size, count in cap["per_node"].items():
