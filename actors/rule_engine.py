@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -152,6 +153,12 @@ def rca_request(effect: OpenIncident) -> dict[str, Any]:
     }
 
 
+def _answer(answers: Sequence[tuple[asyncio.Future[dict[str, Any]], dict[str, Any]]], _done: object = None) -> None:
+    for waiter, summary in answers:
+        if not waiter.done():
+            waiter.set_result(summary)
+
+
 class RuleEngine:
     def __init__(
         self,
@@ -182,6 +189,8 @@ class RuleEngine:
         self._committer: asyncio.Task[None] | None = None
         self._tick: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._applying: asyncio.Task[None] | None = None
+        self._stage_totals: dict[str, float] = {}
         self._closing = False
         self._reload_error: str | None = None
         self._metrics = RuleEngineMetrics()
@@ -209,7 +218,11 @@ class RuleEngine:
                     self._schedule_tick()
         return self._stores
 
-    async def _commit(self, state: CorrelationState, effects: Sequence[Any], now: datetime) -> None:
+    async def _commit(self, state: CorrelationState, effects: Sequence[Any], now: datetime) -> asyncio.Task[None]:
+        """Write the state and the write-ahead effects to Redis (the commit), then start writing the
+        effects to PostgreSQL; returns that task. The caller holds the lock only up to here, so the
+        next group is correlated while PostgreSQL writes this one (the storm's slowest stage). The
+        next commit waits for it first: at most one committed batch is ever not yet in PostgreSQL."""
         stores = await self._ready()
         assert self._writer is not None  # noqa: S101 - set together with _stores
         encoded = [encode_effect(e) for e in effects if type(e).__name__ in _STORED_EFFECTS]
@@ -222,11 +235,13 @@ class RuleEngine:
                 stores.redis.key(PENDING_KEY),
                 json.dumps({"batch": batch, "now": now.isoformat(), "effects": encoded}, default=str),
             )
-        await self._flush_pending()  # an earlier batch's PostgreSQL write first: PENDING_KEY holds one batch
+        await self._flush_pending()  # the earlier batch's PostgreSQL write first: PENDING_KEY holds one batch
+        started = time.perf_counter()
         try:
             await pipe.execute()
         except Exception as e:  # noqa: BLE001 - any Redis failure means: not committed, retry later
             raise TemporaryError(f"Redis: cannot save correlation state: {e}") from e
+        self._stage("redis", started)
         # Committed: Redis holds the state and the write-ahead effects. From here on a failure must not
         # make callers retry from the old state, which (with time moved on) would open the incidents again.
         self._stored = state
@@ -234,11 +249,20 @@ class RuleEngine:
         self._commits += 1
         if encoded:
             self._unapplied = (encoded, now, batch)
-            try:
-                await self._flush_pending()
-            except Exception as e:  # noqa: BLE001 - kept in Redis and in memory; applied by the next commit
-                log.warning("committed batch %s not yet in PostgreSQL, retried every second: %s", batch, e)
-                self._retry_flush()  # or by the retry loop, when no next commit comes
+        self._applying = asyncio.get_running_loop().create_task(self._apply_committed(effects, state, now))
+        self._schedule_tick()
+        return self._applying
+
+    async def _apply_committed(self, effects: Sequence[Any], state: CorrelationState, now: datetime) -> None:
+        """PostgreSQL write of a committed batch, then the hand-offs to RCA and playbooks (they read
+        the incident rows). Never raises: a batch PostgreSQL refuses stays in the write-ahead."""
+        started = time.perf_counter()
+        try:
+            await self._write_unapplied()
+            self._stage("postgres", started)
+        except Exception as e:  # noqa: BLE001 - kept in Redis and in memory; applied by the next commit
+            log.warning("committed batch not yet in PostgreSQL, retried every second: %s", e)
+            self._retry_flush()  # or by the retry loop, when no next commit comes
         for effect in effects:
             if isinstance(effect, OpenIncident):
                 self._metrics.incidents_opened.labels(severity=effect.severity.value).inc()
@@ -254,9 +278,23 @@ class RuleEngine:
                         log.warning("playbook hand-off failed for %s: %s", effect.incident_id, e)
             elif isinstance(effect, ResolveIncident):
                 self._metrics.resolved(effect.reason.value, state.groups.get(effect.group_key))
-        self._schedule_tick()
+
+    def _stage(self, stage: str, started: float) -> float:
+        """Record the time since ``started`` for ``stage``; returns now (the next stage's start)."""
+        now = time.perf_counter()
+        self._metrics.stage_seconds.labels(stage=stage).observe(now - started)
+        self._stage_totals[stage] = self._stage_totals.get(stage, 0.0) + now - started
+        return now
 
     async def _flush_pending(self) -> None:
+        """Wait for the PostgreSQL write under way; a batch it could not write is tried once more
+        here, raising ``TemporaryError`` if PostgreSQL still refuses it."""
+        applying = self._applying
+        if applying is not None and not applying.done():
+            await asyncio.shield(applying)
+        await self._write_unapplied()
+
+    async def _write_unapplied(self) -> None:
         """Write a committed batch's effects to PostgreSQL (idempotent per batch) and drop its write-ahead."""
         if self._unapplied is None:
             return
@@ -309,6 +347,7 @@ class RuleEngine:
                 state = self._state
                 effects: list[Any] = []
                 done: list[tuple[asyncio.Future[dict[str, Any]], dict[str, Any]]] = []
+                started = time.perf_counter()
                 for parsed, waiter in group:
                     try:
                         events = [self._correlator.event(s) for s in parsed]
@@ -322,16 +361,16 @@ class RuleEngine:
                             self._metrics.rule_matches.labels(rule=name).inc()
                     effects.extend(produced)
                     done.append((waiter, asdict(summarize(len(parsed), produced))))
+                self._stage("correlate", started)
                 try:
-                    await self._commit(state, effects, now)
+                    applied = await self._commit(state, effects, now)
                 except Exception as e:  # noqa: BLE001 - nothing of the group is committed; every caller hears why
                     for waiter, _ in done:
                         if not waiter.done():
                             waiter.set_exception(e)
                     continue
-                for waiter, summary in done:
-                    if not waiter.done():
-                        waiter.set_result(summary)
+                # Callers hear back once PostgreSQL has the batch too; the next group goes on meanwhile.
+                applied.add_done_callback(functools.partial(_answer, done))
 
     async def acknowledge(self, incident_id: str, who: str) -> dict[str, Any]:
         await self._ready()
@@ -343,7 +382,8 @@ class RuleEngine:
         async with self._lock:
             now = self._clock()
             state, effects = self._correlator.advance(self._state, event, now)
-            await self._commit(state, effects, now)
+            applied = await self._commit(state, effects, now)
+        await asyncio.shield(applied)
         return effects
 
     async def add_silence(self, silence: Silence | dict[str, Any]) -> dict[str, Any]:
@@ -421,6 +461,7 @@ class RuleEngine:
             "rules_file": self._rules_path or "shipped default",
             "rules_reload_error": self._reload_error,
             "commits": self._commits,
+            "stage_seconds": {k: round(v, 3) for k, v in sorted(self._stage_totals.items())},
             "uptime_s": round(time.time() - self._started_at),
         }
         try:
@@ -442,6 +483,9 @@ class RuleEngine:
         if self._committer is not None and not self._committer.done():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._committer, timeout=30)
+        if self._applying is not None and not self._applying.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._applying), timeout=30)
         if self._stores is not None:
             await self._stores.close()
             self._stores = None

@@ -175,13 +175,13 @@ class IncidentWriter:
                 if incidents:
                     await conn.executemany(_INSERT_INCIDENT, incidents)
                 if signals:
-                    await conn.executemany(_INSERT_SIGNAL, signals)
+                    await conn.execute(_INSERT_SIGNALS, *_signal_columns(signals), now)
                 if moves:
                     await conn.executemany(_MOVE_SIGNALS, moves)
                 for sql, group in _runs(updates):
                     await conn.executemany(sql, group)
                 if events:
-                    await conn.executemany(_INSERT_EVENT, events)
+                    await conn.execute(_INSERT_EVENTS, *_columns(events, 5))
                 if touched:
                     await conn.execute(_COUNT_SIGNALS, sorted(touched), now)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
@@ -211,6 +211,22 @@ def _event_row(incident_id: str, kind: str, detail: dict[str, Any], at: datetime
     return (incident_id, kind, _js(detail), at, key)
 
 
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column: the array parameters of an ``unnest`` insert."""
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+def _signal_columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    """Signal rows as columns, one row per dedup key: the first occurrence's values with the last
+    one's incident, which is what inserting them one by one (``DO UPDATE SET incident_id``) gives;
+    one statement may not touch a row twice."""
+    first: dict[str, tuple[Any, ...]] = {}
+    for row in rows:
+        kept = first.get(row[0])
+        first[row[0]] = row if kept is None else (*kept[:2], row[2], *kept[3:])
+    return _columns(list(first.values()), 11)
+
+
 def _runs(updates: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[str, list[tuple[Any, ...]]]]:
     """Consecutive updates with the same statement, grouped, keeping their order."""
     runs: list[tuple[str, list[tuple[Any, ...]]]] = []
@@ -227,9 +243,14 @@ _INSERT_INCIDENT = (
     " labels, signal_count, playbook, opened_at, updated_at)"
     " VALUES ($1,$2,'open',$3,$4,$5,$6,$7,$8,$9::jsonb,0,$10,$11,$11) ON CONFLICT (id) DO NOTHING"
 )
-_INSERT_SIGNAL = (
+# Set-based inserts: one statement per kind and batch, its rows as array parameters (one plan and
+# one round trip for a storm's thousands of rows, instead of a statement per row).
+_INSERT_SIGNALS = (
     "INSERT INTO signals (dedup_key, fingerprint, incident_id, source, reason, severity, status, namespace,"
-    " labels, body, observed_at, received_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9::jsonb,$10::jsonb,$11,$12)"
+    " labels, body, observed_at, received_at)"
+    " SELECT d, f, i, so, r, se, st, n, l::jsonb, b::jsonb, o, $12 FROM unnest($1::text[], $2::text[],"
+    " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],"
+    " $11::timestamptz[]) AS u(d, f, i, so, r, se, st, n, l, b, o)"
     " ON CONFLICT (dedup_key) DO UPDATE SET incident_id = EXCLUDED.incident_id"
 )
 _MOVE_SIGNALS = "UPDATE signals SET incident_id = $1 WHERE fingerprint = $2 AND incident_id = $3"
@@ -237,8 +258,11 @@ _REOPEN = "UPDATE incidents SET status = 'open', resolved_at = NULL, updated_at 
 _ESCALATE = "UPDATE incidents SET severity = $2, updated_at = $3 WHERE id = $1"
 _ACK = "UPDATE incidents SET status = 'acknowledged', updated_at = $2 WHERE id = $1 AND status = 'open'"
 _RESOLVE = "UPDATE incidents SET status = 'resolved', resolved_at = $2, updated_at = $2 WHERE id = $1"
-_INSERT_EVENT = (
-    "INSERT INTO incident_events (incident_id, kind, detail, at, effect_key) VALUES ($1,$2,$3::jsonb,$4,$5)"
+# Timeline rows get their ids in effect order (the notifier reads them by id).
+_INSERT_EVENTS = (
+    "INSERT INTO incident_events (incident_id, kind, detail, at, effect_key)"
+    " SELECT i, k, d::jsonb, a, e FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])"
+    " WITH ORDINALITY AS u(i, k, d, a, e, n) ORDER BY n"
     " ON CONFLICT (effect_key) DO NOTHING"
 )
 _COUNT_SIGNALS = (

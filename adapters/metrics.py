@@ -81,6 +81,14 @@ class RuleEngineMetrics(ComponentMetrics):
             ["reason", "severity"],
             registry=r,
         )
+        self.stage_seconds = Histogram(
+            "aiops_rule_engine_stage_seconds",
+            "Time per commit group in each stage: correlate (in memory), redis (state + write-ahead),"
+            " postgres (incidents, signals, timeline).",
+            ["stage"],
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
+        )
 
     def resolved(self, reason: str, group: Any | None) -> None:
         """Count a resolution; the severity comes from the incident group (``unknown`` if gone)."""

@@ -23,7 +23,9 @@ from typing import Any
 
 import asyncpg
 import httpx
+import ray
 
+from actors import remote
 from benchmarks.detection_latency import drop_database, fresh_database, percentile
 from config.settings import Settings
 
@@ -117,6 +119,10 @@ async def counts(dsn: str) -> dict[str, int]:
         await conn.close()
 
 
+def _load() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--alerts", type=int, default=20_000)
@@ -163,6 +169,9 @@ def main() -> None:
         print(
             f"alerts stored: {result['fingerprints']} of {len(alerts)} (lost: {len(alerts) - result['fingerprints']})"
         )
+        engine = ray.get(remote.rule_engine(settings).health.remote())
+        stages = ", ".join(f"{stage} {seconds:.1f}s" for stage, seconds in engine["stage_seconds"].items())
+        print(f"rule engine: {engine['commits']} commit groups; time in stages: {stages}; load average {_load()}")
     finally:
         launcher.shutdown()
         asyncio.run(drop_database(server, dsn))
