@@ -99,7 +99,8 @@ def test_losing_a_node_moves_its_watchers_and_rca_workers_and_loses_no_incident_
     t = facts["timings"]
     record(
         "Ray worker node lost (2-node cluster)",
-        f"{len(moved)} actors on it ({', '.join(moved)}); {len(every)} crash loops before/during/after",
+        f"{len(moved)} actors on it ({', '.join(moved)}); {len(every)} crash loops before/during/after "
+        f"(cluster + platform up in {t['platform_started_s']:.0f}s)",
         f"all alive on the head {t['moved_actors_alive_s']:.1f}s after, watching {t['moved_watchers_synced_s']:.1f}s "
         f"after; {len(facts['detected'])} of {len(every)} became incidents; incidents/approvals "
         f"{len(stored_before['incidents'])}/{len(stored_before['approvals'])} before, all kept; "
