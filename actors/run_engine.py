@@ -124,6 +124,7 @@ class RunEngine:
         self._lock = asyncio.Lock()
         self._contexts: dict[str, dict[str, Any]] = {}
         self._verifying: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._orphans: set[str] = set()  # runs found executing/rolling back at start (see _unclaimed)
         self._loop_task: asyncio.Task[None] | None = None
         self._executed: list[str] = []
         self._closing = False
@@ -170,7 +171,8 @@ class RunEngine:
             self._stores = self._records = self._gates = None
 
     async def _resume(self) -> None:
-        """After a restart: re-offer approvals and restart verifications of unfinished runs."""
+        """After a restart: re-offer approvals, restart verifications of unfinished runs, and note
+        the runs left executing or rolling back (the tick makes their call if none was claimed)."""
         records, gates = self._records, self._gates
         assert records is not None  # noqa: S101 - called from _ready
         assert gates is not None  # noqa: S101
@@ -178,6 +180,8 @@ class RunEngine:
             step = run.current
             if step is None:
                 continue
+            if run.status in (RunStatus.EXECUTING, RunStatus.ROLLING_BACK):
+                self._orphans.add(run.id)
             if run.status is RunStatus.AWAITING_APPROVAL:
                 request = RequestApproval(
                     run_id=run.id,
@@ -222,29 +226,45 @@ class RunEngine:
                     continue
                 if run.status is RunStatus.VERIFYING and (run.id, step.name) in self._verifying:
                     continue  # the verification task keeps its own deadline
-                if await self._unclaimed(run):
-                    # A coordinator died between saving the decision and claiming the call (nothing
-                    # else leaves a run executing outside the lock): make the call now, within the
-                    # step's time-out; the claim still keeps it to one call.
-                    effect = ExecuteStep(
-                        run_id=run.id, step=step.name, action=step.action, risk=step.risk, timeout=step.timeout
-                    )
+                effect = await self._unclaimed(run)
+                if effect is not None:
+                    # A coordinator died between saving the run's move and claiming its call: make
+                    # the call now, within the step's time-out; the claim keeps it to one call.
                     event = await self._resolve(run, effect, SYSTEM, "resume")
                     if event is not None:
                         await self._advance(run, event)
                     continue
                 await self._advance(run, Tick())
 
-    async def _unclaimed(self, run: Run) -> bool:
-        """Whether ``run`` is executing a step whose call was never claimed, and still in time."""
+    async def _unclaimed(self, run: Run) -> ExecuteStep | ExecuteRollback | None:
+        """The call ``run`` waits for if it was never claimed and is still in time, else None.
+
+        Only for runs this instance found executing or rolling back when it started: a run that
+        another live instance is deciding right now is briefly in that state too, and must be
+        left to that instance's guardrail check."""
         step, started = run.current, run.phase_started_at
-        if run.status is not RunStatus.EXECUTING or step is None or started is None:
-            return False
+        if run.id not in self._orphans:
+            return None
+        if step is None or started is None:
+            return None
+        effect: ExecuteStep | ExecuteRollback
+        if run.status is RunStatus.EXECUTING:
+            phase = "step"
+            effect = ExecuteStep(
+                run_id=run.id, step=step.name, action=step.action, risk=step.risk, timeout=step.timeout
+            )
+        elif run.status is RunStatus.ROLLING_BACK and step.rollback is not None:
+            phase = "rollback"
+            effect = ExecuteRollback(run_id=run.id, step=step.name, action=step.rollback, timeout=step.timeout)
+        else:
+            return None
         if (self._clock() - started).total_seconds() >= step.timeout:
-            return False  # too late: the tick fails it as "effect unknown, check by hand"
+            return None  # too late: the tick fails it as "effect unknown, check by hand"
         records, _ = await self._ready()
-        key = execution_key(run.id, step.name, "step")
-        return all(e["key"] != key for e in await records.executions(run.id))
+        key = execution_key(run.id, step.name, phase)
+        claimed = any(e["key"] == key for e in await records.executions(run.id))
+        self._orphans.discard(run.id)  # looked at once; from now on the tick's time-out applies
+        return None if claimed else effect
 
     async def _advance(self, run: Run, event: RunEvent, *, actor: str = SYSTEM, channel: str = "playbook") -> Run:
         """Apply one event to a run (caller holds the lock): persist, then perform its effects."""

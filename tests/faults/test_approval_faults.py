@@ -15,11 +15,14 @@ test's own database) are those of tests/integration/test_approvals_flow.py.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from adapters.mcp_client import KubeMcpClient
 from core.approvals import Decide, Verdict
-from core.playbooks import decide
+from core.playbooks import VerifyResult, advance, decide
+from core.tools import MUTATING
 from tests.faults.outcomes import record
 from tests.integration import test_approvals_flow as flow
 from tests.integration.test_approvals_flow import Factory, RecordingTools, a_pod, finished, incident
@@ -79,4 +82,39 @@ async def test_a_coordinator_that_died_between_the_approval_and_the_call_makes_t
         "decision saved (run executing), coordinator closed before the claim",
         "the next coordinator made the call: 1 delete_pod, run succeeded; a third made none"
         " (before the fix: no call, the step timed out as 'effect unknown')",
+    )
+
+
+async def test_a_coordinator_that_died_between_a_failed_verification_and_the_rollback_rolls_back_once(
+    make: Factory, tools: RecordingTools, mcp: KubeMcpClient
+) -> None:
+    first = make(tools)
+    pod = await a_pod(mcp, "checkout")
+    started = await first.start_run(incident("production", "checkout", pod), "oom")
+    run_id = started["run"]["id"]
+    decided = await first.decide(started["pending_approval"]["id"], who="cli:bob", decision="approve", channel="cli")
+    assert decided["status"] == "verifying", decided["run"]["reason"]
+    await first.close()  # the verification task goes with it
+
+    # What the coordinator does when the verification fails: the run moved to rolling_back, saved...
+    records, _ = await make(tools, tick_interval=3600)._ready()
+    found = await records.get_run(run_id)
+    assert found is not None and found[0].current is not None
+    failed = VerifyResult(step=found[0].current.name, passed=False, detail="injected: verification failed")
+    rolling, _effects = advance(found[0], failed, datetime.now(UTC))
+    assert rolling.status.value == "rolling_back"
+    await records.save_run(rolling)  # ...and the crash, before the rollback call was claimed
+    assert tools.mutations() == ["set_resources"]
+
+    second = make(tools, tick_interval=0.2)
+    view = await finished(second, run_id, timeout=40)
+    assert view["status"] == "rolled_back", view["run"]["reason"]
+    assert tools.mutations() == ["set_resources", "rollback_deployment"]
+    phases = [(e["phase"], e["tool"]) for e in await second.executions(run_id) if e["tool"] in MUTATING]
+    assert phases == [("step", "set_resources"), ("rollback", "rollback_deployment")]
+    record(
+        "approval coordinator died between a failed verification and the rollback call",
+        "run saved as rolling_back, coordinator gone before the claim",
+        "the next coordinator made the rollback call once; run rolled_back (before the fix: the rollback"
+        " timed out, never made)",
     )
