@@ -19,7 +19,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from actors.stores import Stores
+from adapters.approval_store import RunRecords
 from adapters.mcp_client import KubeMcpClient
+from config.settings import Settings
 from core.approvals import Decide, Verdict
 from core.playbooks import VerifyResult, advance, decide
 from core.tools import MUTATING
@@ -86,7 +89,7 @@ async def test_a_coordinator_that_died_between_the_approval_and_the_call_makes_t
 
 
 async def test_a_coordinator_that_died_between_a_failed_verification_and_the_rollback_rolls_back_once(
-    make: Factory, tools: RecordingTools, mcp: KubeMcpClient
+    make: Factory, tools: RecordingTools, mcp: KubeMcpClient, settings: Settings
 ) -> None:
     first = make(tools)
     pod = await a_pod(mcp, "checkout")
@@ -97,13 +100,18 @@ async def test_a_coordinator_that_died_between_a_failed_verification_and_the_rol
     await first.close()  # the verification task goes with it
 
     # What the coordinator does when the verification fails: the run moved to rolling_back, saved...
-    records, _ = await make(tools, tick_interval=3600)._ready()
-    found = await records.get_run(run_id)
-    assert found is not None and found[0].current is not None
-    failed = VerifyResult(step=found[0].current.name, passed=False, detail="injected: verification failed")
-    rolling, _effects = advance(found[0], failed, datetime.now(UTC))
-    assert rolling.status.value == "rolling_back"
-    await records.save_run(rolling)  # ...and the crash, before the rollback call was claimed
+    # (straight to the store: a coordinator started here would resume the verification itself)
+    stores = await Stores.open(settings)
+    try:
+        records = RunRecords(stores.postgres)
+        found = await records.get_run(run_id)
+        assert found is not None and found[0].current is not None
+        failed = VerifyResult(step=found[0].current.name, passed=False, detail="injected: verification failed")
+        rolling, _effects = advance(found[0], failed, datetime.now(UTC))
+        assert rolling.status.value == "rolling_back"
+        await records.save_run(rolling)  # ...and the crash, before the rollback call was claimed
+    finally:
+        await stores.close()
     assert tools.mutations() == ["set_resources"]
 
     second = make(tools, tick_interval=0.2)
