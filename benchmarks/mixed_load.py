@@ -5,9 +5,11 @@ watchers on the sandbox cluster, the coordinator, the alerts/chat/ops apps over 
 a fresh PostgreSQL database, with Slack pointed at the loopback Slack Web API server, and
 then, all at once for ``--seconds``:
 
-- alerts at a steady ``--alert-rate`` through the Alertmanager webhook (batches of ``--batch``);
+- alerts at a steady ``--alert-rate`` through the Alertmanager webhook (batches of ``--batch``),
+  each one new, or ``--distinct N`` alerts resent in turn as Alertmanager repeats firing ones;
 - watch churn: every ``--churn-every`` seconds a running pod of the sandbox starts
-  crash-looping, and recovers ``--recover-after`` seconds later;
+  crash-looping, and recovers ``--recover-after`` seconds later (unless an approved restart
+  deleted it first);
 - chat commands (``status``, ``incidents``) as signed Slack events at ``--chat-rate``;
 - approvals: a crashloop playbook run on an incident of a running ``payments`` pod, its
   pending approval decided through ``POST /api/approvals/{id}`` (approve or reject, turn about).
@@ -44,6 +46,7 @@ import ray
 
 from actors import remote
 from adapters.sandbox import BackgroundSandbox, load_scenario
+from adapters.sandbox.store import ApiError
 from benchmarks.alert_storm import payload
 from benchmarks.approval_roundtrip import incident, lift_budgets
 from benchmarks.detection_latency import drop_database, fresh_database, percentile
@@ -97,11 +100,12 @@ class Stream:
 class Figures:
     seconds: float
     streams: dict[str, Stream]
-    alerts_sent: int  # in webhooks answered 200
+    alerts_sent: int  # distinct alerts in webhooks answered 200
     alerts_stored: int
     signal_rows: int
     churned: int
-    churn_detected: int | None
+    churn_gone: int  # broken pods deleted (by an approved restart) before they were to recover
+    churn_missed: list[str] | None  # broken pods no k8s signal was stored for; None: watchers off
     memory: dict[int, tuple[str, list[float]]]  # pid -> (name, USS MB at start, middle, end)
     load: str
 
@@ -113,18 +117,31 @@ class Figures:
             f"(lost: {self.alerts_sent - self.alerts_stored}), signal rows: {self.signal_rows} "
             f"(duplicates: {self.signal_rows - self.alerts_stored})"
         )
-        detected = "watchers off" if self.churn_detected is None else f"{self.churn_detected} reported by the watchers"
-        out.append(f"watch churn: {self.churned} pods broken and recovered, {detected}")
-        out.append("actor process USS (MB) start / middle / end, growth:")
+        if self.churn_missed is None:
+            detected = "watchers off"
+        else:
+            missed = f" (not: {', '.join(self.churn_missed)})" if self.churn_missed else ""
+            detected = f"{self.churned - len(self.churn_missed)} reported by the watchers{missed}"
+        out.append(
+            f"watch churn: {self.churned} pods broken, {self.churned - self.churn_gone} recovered and "
+            f"{self.churn_gone} deleted by an approved restart first; {detected}"
+        )
+        out.append("actor process USS (MB) start / middle / end, growth over the run and over its second half:")
+        whole: list[float] = []
+        second: list[float] = []
         for pid, (name, sizes) in sorted(self.memory.items(), key=lambda item: item[1][0]):
-            growth = (sizes[-1] - sizes[0]) / sizes[0] * 100 if len(sizes) == 3 and sizes[0] else float("nan")
             shown = " / ".join(f"{s:.0f}" for s in sizes)
-            out.append(f"  {name:<40} pid {pid:<8} {shown}  {growth:+.1f}%")
-        growths = [(s[-1] - s[0]) / s[0] * 100 for _, s in self.memory.values() if len(s) == 3 and s[0]]
-        if growths:
+            if len(sizes) != 3:
+                out.append(f"  {name:<40} pid {pid:<8} {shown}  (not sampled 3 times: restarted?)")
+                continue
+            whole.append((sizes[2] - sizes[0]) / sizes[0] * 100)
+            second.append((sizes[2] - sizes[1]) / sizes[1] * 100)
+            out.append(f"  {name:<40} pid {pid:<8} {shown}  {whole[-1]:+.1f}%  {second[-1]:+.1f}%")
+        if whole:
             out.append(
-                f"USS growth over {len(growths)} processes: median {statistics.median(growths):+.1f}%, "
-                f"max {max(growths):+.1f}%"
+                f"USS growth over {len(whole)} processes: median {statistics.median(whole):+.1f}%, "
+                f"max {max(whole):+.1f}%; second half: median {statistics.median(second):+.1f}%, "
+                f"max {max(second):+.1f}%"
             )
         return out
 
@@ -190,14 +207,21 @@ async def _timed(stream: Stream, call: Any, ok: Any) -> Any:
 
 
 async def _alerts(
-    target: Target, client: httpx.AsyncClient, stream: Stream, tag: str, seconds: float, rate: float, batch: int
+    target: Target,
+    client: httpx.AsyncClient,
+    stream: Stream,
+    tag: str,
+    seconds: float,
+    rate: float,
+    batch: int,
+    distinct: int | None,
 ) -> int:
-    sent = 0
+    accepted: set[int] = set()
     headers = {"Authorization": f"Bearer {target.am_token}"}
+    starts = datetime.now(UTC).isoformat()  # Alertmanager keeps an alert's startsAt on every resend
 
     async def one(i: int) -> None:
-        nonlocal sent
-        starts = datetime.now(UTC).isoformat()
+        numbers = [n % distinct if distinct else n for n in range(i * batch, (i + 1) * batch)]
         alerts = [
             {
                 "status": "firing",
@@ -212,7 +236,7 @@ async def _alerts(
                 "startsAt": starts,
                 "fingerprint": f"{tag}-{n}",
             }
-            for n in range(i * batch, (i + 1) * batch)
+            for n in numbers
         ]
         answer = await _timed(
             stream,
@@ -220,11 +244,11 @@ async def _alerts(
             lambda a: a.status_code == 200,
         )
         if answer is not None:
-            sent += len(alerts)  # accepted: from now on the platform owes these alerts
+            accepted.update(numbers)  # from now on the platform owes these alerts
             stream.done += len(alerts) - 1  # counted in alerts, one per alert
 
     await _paced(seconds, rate / batch, one)
-    return sent
+    return len(accepted)
 
 
 async def _chat(target: Target, client: httpx.AsyncClient, stream: Stream, seconds: float, rate: float) -> None:
@@ -260,6 +284,7 @@ async def _churn(
     recover_after: float,
     namespaces: tuple[str, ...] | None,
     broken: list[tuple[str, str, float]],
+    gone: set[tuple[str, str]],
 ) -> None:
     rng = random.Random(11)  # noqa: S311
     recoveries: set[asyncio.Task[None]] = set()
@@ -269,8 +294,10 @@ async def _churn(
         await asyncio.sleep(recover_after)
         try:
             await asyncio.to_thread(target.sandbox.inject, namespace, pod, "healthy")
-        except Exception as e:  # noqa: BLE001 - the pod may be gone (deleted by an approved step)
-            stream.failed(f"recover {namespace}/{pod}: {e}")
+        except ApiError as e:
+            if e.code != 404:
+                raise
+            gone.add((namespace, pod))  # an approved restart deleted it: its controller made a new one
             return
         finally:
             now_broken.discard((namespace, pod))
@@ -349,10 +376,11 @@ async def _stored(dsn: str, tag: str) -> tuple[int, int]:
         await conn.close()
 
 
-async def _detected(dsn: str, broken: list[tuple[str, str, float]]) -> int:
+async def _missed(dsn: str, broken: list[tuple[str, str, float]]) -> list[str]:
+    """The broken pods no k8s signal was stored for since they were broken."""
     conn = await asyncpg.connect(dsn)
     try:
-        found = 0
+        missed = []
         for namespace, pod, injected in broken:
             seen = await conn.fetchval(
                 "SELECT count(*) FROM signals WHERE namespace = $1 AND labels->>'pod' = $2 AND source = 'k8s'"
@@ -361,8 +389,9 @@ async def _detected(dsn: str, broken: list[tuple[str, str, float]]) -> int:
                 pod,
                 injected,
             )
-            found += 1 if seen else 0
-        return found
+            if not seen:
+                missed.append(f"{namespace}/{pod}")
+        return missed
     finally:
         await conn.close()
 
@@ -373,6 +402,7 @@ async def drive(
     seconds: float,
     alert_rate: float = 100.0,
     batch: int = 10,
+    distinct: int | None = None,
     chat_rate: float = 2.0,
     churn_every: float = 2.0,
     recover_after: float = 6.0,
@@ -394,6 +424,7 @@ async def drive(
     processes = actor_processes()
     sample_memory(memory, processes)
     broken: list[tuple[str, str, float]] = []
+    gone: set[tuple[str, str]] = set()
 
     async def middle() -> None:
         await asyncio.sleep(seconds / 2)
@@ -403,8 +434,8 @@ async def drive(
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         sent, *_ = await asyncio.gather(
-            _alerts(target, client, streams["alerts"], tag, seconds, alert_rate, batch),
-            _churn(target, streams["churn"], seconds, churn_every, recover_after, churn_namespaces, broken),
+            _alerts(target, client, streams["alerts"], tag, seconds, alert_rate, batch, distinct),
+            _churn(target, streams["churn"], seconds, churn_every, recover_after, churn_namespaces, broken, gone),
             _chat(target, client, streams["chat"], seconds, chat_rate),
             _approvals(target, client, streams["approvals"], seconds, approval_every, approve),
             middle(),
@@ -416,9 +447,9 @@ async def drive(
     while stored < sent and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
         stored, rows = await _stored(target.dsn, tag)
-    detected = await _detected(target.dsn, broken) if watchers else None
+    missed = await _missed(target.dsn, broken) if watchers else None
     load = " ".join(f"{v:.1f}" for v in os.getloadavg())
-    return Figures(elapsed, streams, sent, stored, rows, len(broken), detected, memory, load)
+    return Figures(elapsed, streams, sent, stored, rows, len(broken), len(gone), missed, memory, load)
 
 
 @contextmanager
@@ -470,6 +501,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--alert-rate", type=float, default=100.0, help="alerts per second")
     parser.add_argument("--batch", type=int, default=10, help="alerts per webhook")
+    parser.add_argument(
+        "--distinct", type=int, default=None, help="resend the same DISTINCT alerts in turn (default: every one new)"
+    )
     parser.add_argument("--chat-rate", type=float, default=2.0, help="chat commands per second")
     parser.add_argument("--churn-every", type=float, default=2.0, help="seconds between two pods broken")
     parser.add_argument("--recover-after", type=float, default=6.0, help="seconds a broken pod stays broken")
@@ -487,6 +521,7 @@ def main(argv: list[str] | None = None) -> None:
                 seconds=args.seconds,
                 alert_rate=args.alert_rate,
                 batch=args.batch,
+                distinct=args.distinct,
                 chat_rate=args.chat_rate,
                 churn_every=args.churn_every,
                 recover_after=args.recover_after,
