@@ -13,6 +13,11 @@ session's platform, and every operation in it gets generated requests over HTTP:
 The alerts webhook gets valid payloads only without or with wrong credentials: valid,
 authenticated ones would open incidents (and chat notices) in the shared platform, which
 the e2e tests already cover.
+
+Found by this file: ``GET /api/incidents?namespace=`` and ``GET /api/incidents/{id}`` with a
+NUL character answered 500 (PostgreSQL text cannot hold NUL); an error raised in an actor
+was answered with Ray's remote traceback as its message (``POST /api/pause`` twice). See
+``tests/integration/test_storage.py`` and ``tests/unit/test_error_responses.py``.
 """
 
 from __future__ import annotations
