@@ -7,11 +7,13 @@ without losing their shape. Nothing here does I/O or reads a clock: callers pass
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import NewType
+from typing import Any, NewType
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -148,8 +150,20 @@ class Signal(BaseModel):
     def firing(self) -> bool:
         return self.status is SignalStatus.FIRING
 
-    def all_labels(self) -> dict[str, str]:
-        """Labels plus the derived ones rules match on (reason, source, severity, namespace, ...)."""
+    def all_labels(self) -> Mapping[str, str]:
+        """Labels plus the derived ones rules match on (reason, source, severity, namespace, ...).
+
+        Computed once per signal (the correlator asks several times per signal in a storm); read-only.
+        """
+        return self._all_labels
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Signal:
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("_all_labels", None)  # derived from fields the update may change
+        return copied
+
+    @functools.cached_property
+    def _all_labels(self) -> Mapping[str, str]:
         merged = dict(self.labels)
         merged.setdefault("reason", self.reason)
         merged.setdefault("source", self.source.value)
