@@ -31,6 +31,7 @@ import pytest
 import ray
 
 from actors import remote
+from benchmarks.approval_roundtrip import incident
 from tests.e2e.test_approvals_api import pending_for
 from tests.e2e.test_storm import db
 from tests.e2e.test_watchers_in_ray import watching  # noqa: F401 - the fixture (stops the watchers after)
@@ -136,18 +137,9 @@ def test_the_approval_coordinator_killed_while_an_approval_waits_and_while_its_s
         if p["metadata"]["name"].startswith("payments-")
     )
     pod = pods[-1]
-    send(
-        platform,
-        am_alert(
-            "KubePodCrashLooping",
-            f"coordinator-kill-{pod}",
-            namespace="production",
-            pod=pod,
-            deployment="payments",
-            container="payments",
-            test="coordinator-kill",
-        ),
-    )
+    # A run of its own incident, started on the coordinator directly: an alert for a payments pod would
+    # join the payments incident that earlier tests of the session left open, and start no new run.
+    ray.get(remote.approvals(platform.settings).start_run.remote(incident(pod), "crashloop"), timeout=120)
     (approval,) = wait_until(
         lambda: pending_for(platform, pod), timeout=120, interval=0.5, message="an approval request for the pod"
     )
