@@ -141,7 +141,8 @@ def test_every_tool_request_is_allowed_and_every_granted_write_is_used(sandbox: 
             writes_seen |= writes
         assert writes_seen == write_grants(TOOL_WRITES), "granted writes no tool uses"
         assert used_reads <= allowed_reads
-        live = _pods(actions, "production", "frontend-")[0]["name"]
+        # A pod no call above replaces: the rollouts and the rollback above keep replacing frontend's pods.
+        live = _pods(actions, "production", "payments-")[0]["name"]
         for tool in sorted(READ_ONLY):
             actions.run(tool, _read_params(tool, live))
             seen = recorder.take()
@@ -163,7 +164,7 @@ _READ_PARAMS: dict[str, dict[str, Any]] = {
 
 
 def _read_params(tool: str, pod: str) -> dict[str, Any]:
-    """Parameters for a read tool: a live frontend pod, the frontend deployment, node-1."""
+    """Parameters for a read tool: a live payments pod, the frontend deployment, node-1."""
     if tool in _READ_PARAMS:
         return dict(_READ_PARAMS[tool])
     params: dict[str, Any] = {"namespace": "production"}
