@@ -28,7 +28,7 @@ from actors.rule_engine import RuleEngine
 from config.settings import Settings
 from core.models import Signal
 from tests.faults.outcomes import record
-from tests.faults.test_rule_engine_faults import AdvancingClock, alert, scalar, with_retries
+from tests.faults.test_rule_engine_faults import AdvancingClock, alert, scalar, storm_calls, with_retries
 from tests.helpers import wait_for
 from tests.servers.processes import PostgresProcess
 
@@ -65,14 +65,7 @@ async def test_postgres_restarted_mid_storm_loses_and_duplicates_nothing_and_hea
     health_seen: list[dict[str, Any]] = []
 
     def calls(wave: int) -> list[list[Signal]]:
-        out = []
-        for c in range(per_wave):
-            batch = [alert(f"pg-w{wave}c{c}s{s}") for s in range(per_call)]
-            if wave:  # each call also repeats an alert of the previous wave: a redelivery
-                batch.append(alert(f"pg-w{wave - 1}c{c}s0"))
-            sent.update(s.fingerprint for s in batch)
-            out.append(batch)
-        return out
+        return storm_calls("pg-", wave, per_wave, per_call, sent)
 
     async def wave(n: int) -> list[Any]:
         return await asyncio.gather(*(with_retries(lambda b=b: engine.ingest(b), faults, deadline) for b in calls(n)))

@@ -89,6 +89,19 @@ async def scalar(engine: RuleEngine, sql: str) -> int:
     return int(await stores.postgres.pool.fetchval(sql))
 
 
+def storm_calls(tag: str, wave: int, per_wave: int, per_call: int, sent: set[str]) -> list[list[Signal]]:
+    """One wave of an ingest storm: ``per_wave`` calls of ``per_call`` new alerts, each call also
+    repeating an alert of the previous wave (a redelivery); every fingerprint sent goes into ``sent``."""
+    out = []
+    for c in range(per_wave):
+        batch = [alert(f"{tag}w{wave}c{c}s{s}") for s in range(per_call)]
+        if wave:
+            batch.append(alert(f"{tag}w{wave - 1}c{c}s0"))
+        sent.update(s.fingerprint for s in batch)
+        out.append(batch)
+    return out
+
+
 async def with_retries(call: Callable[[], Awaitable[dict[str, Any]]], faults: list[str], deadline: float) -> Any:
     """What a well-behaved caller (the webhook ingress, a watcher) does with TemporaryError: retry."""
     while True:
@@ -112,14 +125,7 @@ async def test_redis_restarted_mid_storm_loses_and_duplicates_nothing(
     try:
 
         def calls(wave: int) -> list[list[Signal]]:
-            out = []
-            for c in range(per_wave):
-                batch = [alert(f"w{wave}c{c}s{s}") for s in range(per_call)]
-                if wave:  # each call also repeats an alert of the previous wave: a redelivery
-                    batch.append(alert(f"w{wave - 1}c{c}s0"))
-                sent.update(s.fingerprint for s in batch)
-                out.append(batch)
-            return out
+            return storm_calls("", wave, per_wave, per_call, sent)
 
         async def wave(n: int) -> list[Any]:
             return await asyncio.gather(
